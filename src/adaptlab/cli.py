@@ -1,0 +1,31 @@
+"""The `adaptlab` command: each subcommand parses its options, calls the library, renders the result.
+
+Subcommand groups live in `adaptlab/commands/<area>.py`, each exposing a `typer.Typer` called `app`
+(or plain command functions); this file only mounts them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.logging import RichHandler
+
+app = typer.Typer(help="Adapt a language model to your task by every route, and measure which one is worth it.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug logs")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, show_time=False)])
+
+
+def _mount() -> None:
+    # one line per command module; each module owns its own options and rendering
+    from adaptlab.commands import core
+    core.register(app)
+    # --- command modules (one line each) ---
+
+
+_mount()

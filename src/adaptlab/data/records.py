@@ -1,0 +1,129 @@
+"""Typed records every data source maps onto, and the mapping of common layouts onto them.
+
+Layouts understood: Alpaca ({instruction, input, output}), ShareGPT ({conversations: [{from, value}]}),
+OpenAI messages ({messages: [{role, content}]}), preference ({prompt, chosen, rejected}),
+classification ({text, label}) and multiple choice ({question, choices, answer}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class Instruction:
+    instruction: str
+    output: str
+    input: str = ""
+
+
+@dataclass(frozen=True)
+class Chat:
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Preference:
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class Classification:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class MultipleChoice:
+    question: str
+    choices: list[str]
+    answer: int
+
+
+Record = Union[Instruction, Chat, Preference, Classification, MultipleChoice]
+RECORD_KINDS: dict[str, type] = {"instruction": Instruction, "chat": Chat, "preference": Preference,
+                                 "classification": Classification, "multiple_choice": MultipleChoice}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+
+
+class RecordError(ValueError):
+    """A row that cannot become a record; the message names the file, the line and the field."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"{where}: {problem}")
+
+
+def _text(row: dict, key: str, where: str) -> str:
+    if key not in row:
+        raise RecordError(where, f"missing field {key!r} (fields present: {', '.join(row) or 'none'})")
+    value = row[key]
+    if not isinstance(value, str):
+        raise RecordError(where, f"field {key!r} must be text, got {type(value).__name__}")
+    return value
+
+
+def _messages(items: Any, where: str, role_key: str, content_key: str, key: str) -> list[dict[str, str]]:
+    if not isinstance(items, list) or not items:
+        raise RecordError(where, f"field {key!r} must be a non-empty list of turns")
+    out = []
+    for i, turn in enumerate(items):
+        if not isinstance(turn, dict) or role_key not in turn or content_key not in turn:
+            raise RecordError(where, f"field {key!r}[{i}] needs {role_key!r} and {content_key!r}")
+        role = SHAREGPT_ROLES.get(str(turn[role_key]).lower())
+        if role is None:
+            raise RecordError(where, f"field {key!r}[{i}].{role_key} is {turn[role_key]!r}; "
+                                     f"allowed: {', '.join(sorted(SHAREGPT_ROLES))}")
+        out.append({"role": role, "content": str(turn[content_key])})
+    if not any(t["role"] == "assistant" for t in out):
+        raise RecordError(where, f"field {key!r} has no assistant turn to learn from")
+    return out
+
+
+def detect_kind(row: dict) -> str:
+    """Guess the record kind from a row's field names."""
+    keys = set(row)
+    if "messages" in keys or "conversations" in keys:
+        return "chat"
+    if {"chosen", "rejected"} <= keys:
+        return "preference"
+    if {"question", "choices", "answer"} <= keys:
+        return "multiple_choice"
+    if {"text", "label"} <= keys:
+        return "classification"
+    return "instruction"
+
+
+def to_record(row: Any, where: str, kind: str | None = None) -> Record:
+    """Map one raw row onto a typed record. `where` is "file:line" for error messages."""
+    if not isinstance(row, dict):
+        raise RecordError(where, f"expected a JSON object, got {type(row).__name__}")
+    kind = kind or detect_kind(row)
+    if kind not in RECORD_KINDS:
+        raise RecordError(where, f"unknown record kind {kind!r}; choose one of: {', '.join(RECORD_KINDS)}")
+    if kind == "instruction":
+        inp = row.get("input") or ""
+        if not isinstance(inp, str):
+            raise RecordError(where, f"field 'input' must be text, got {type(inp).__name__}")
+        return Instruction(instruction=_text(row, "instruction", where), input=inp, output=_text(row, "output", where))
+    if kind == "chat":
+        if "messages" in row:
+            return Chat(_messages(row["messages"], where, "role", "content", "messages"))
+        return Chat(_messages(row.get("conversations"), where, "from", "value", "conversations"))
+    if kind == "preference":
+        return Preference(prompt=row.get("prompt") or "", chosen=_text(row, "chosen", where),
+                          rejected=_text(row, "rejected", where))
+    if kind == "classification":
+        return Classification(text=_text(row, "text", where), label=str(row.get("label")))
+    choices = row.get("choices")
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise RecordError(where, "field 'choices' must be a list of at least two options")
+    answer = row.get("answer")
+    if isinstance(answer, str) and answer.strip().upper() in "ABCDEFGH" and len(answer.strip()) == 1:
+        answer = "ABCDEFGH".index(answer.strip().upper())
+    if not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise RecordError(where, f"field 'answer' must index 'choices' (0..{len(choices) - 1}), got {answer!r}")
+    return MultipleChoice(question=_text(row, "question", where), choices=[str(c) for c in choices], answer=answer)
