@@ -1,0 +1,124 @@
+"""Recipe schema: one pydantic model per recipe, loaded from YAML, overridable key by key.
+
+`load_config("examples/sft-lora.yaml", ["optim.lr=1e-4", "max_steps=20"])` reads the file, applies the
+overrides (values parsed as YAML, so `true`, `3`, `[a, b]` work) and validates. An unknown key is an
+error that names the key and lists the allowed ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adaptlab.methods.base import MethodConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    train: str = Field("alpaca-seed", description="builtin name, local file (.jsonl/.json/.csv/.parquet) or hub id")
+    eval: str | None = Field(None, description="held-out data; default: split `eval_fraction` off the train data")
+    eval_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    eval_max: int = Field(64, ge=1, description="at most this many eval examples")
+    limit: int | None = Field(None, ge=1, description="use only the first N train records")
+    kind: str | None = Field(None, description="record kind; default: detected from the fields")
+
+
+class OptimConfig(Strict):
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(5, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+
+
+class TrainConfig(Strict):
+    model: str = Field("smollm2-135m", description="builtin name, hub id, local dir or .gguf file")
+    objective: str = "sft"
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    seq_len: int = Field(512, ge=16)
+    batch_size: int = Field(8, ge=1, description="sequences per micro-batch per process")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(100, ge=1)
+    packing: bool = True
+    dtype: str = Field("auto", description="auto | bf16 | fp16 | fp32: the compute dtype")
+    device: str = "auto"
+    seed: int = 42
+    eval_every: int = Field(25, ge=0, description="0 turns periodic eval off")
+    save_every: int = Field(50, ge=0, description="checkpoint every N steps; 0 only at the end")
+    keep_last: int = Field(2, ge=1)
+    output_dir: str = "runs/sft"
+    loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["jsonl"])
+
+
+def _allowed_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at the place in the schema where an unknown key appeared."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        model = ann
+    return sorted(model.model_fields)
+
+
+def explain(error: ValidationError, schema: type[BaseModel], source: str) -> str:
+    """Readable validation errors: field path, problem, and the allowed keys for unknown ones."""
+    lines = [f"invalid recipe {source}:"]
+    for e in error.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  unknown key {path!r}; allowed here: {', '.join(_allowed_at(schema, e['loc']))}")
+        else:
+            lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def set_key(tree: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c = value` inside a nested dict, creating levels as needed."""
+    *parents, last = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {p!r} is not a section")
+    node[last] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), schema: type[BaseModel] = TrainConfig):
+    """Read a YAML recipe (or start from defaults), apply `key=value` overrides, validate."""
+    tree: dict = {}
+    source = str(path) if path else "(defaults)"
+    if path:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"recipe {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of keys to values")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        set_key(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return schema.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(explain(e, schema, source)) from None

@@ -1,0 +1,250 @@
+"""One training engine for every objective and method: read it top to bottom.
+
+setup:  seed -> load model -> apply method -> build micro-batches -> optimizer + schedule -> resume
+step:   the step's micro-batches (grad_accum x processes) -> loss / step target count -> backward
+        -> sum gradients over processes -> clip -> optimizer step -> schedule step
+around: metrics to JSONL (and TensorBoard / W&B), periodic eval, atomic checkpoints, a callback
+        per step for progress display, the final artifact in `<output_dir>/final`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adaptlab.config import TrainConfig
+from adaptlab.data.sources import data_hash, load_records
+from adaptlab.methods import get_method
+from adaptlab.methods.artifact import save_artifact
+from adaptlab.models import auto_device, auto_dtype, load_model
+from adaptlab.train import checkpoint as ckpt
+from adaptlab.train.distributed import World, all_reduce_sum, barrier, close, init_world, sync_gradients
+from adaptlab.train.loggers import open_loggers
+from adaptlab.train.manifest import write_manifest
+from adaptlab.train.objectives import get_objective
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepMetrics:
+    step: int
+    max_steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    grad_norm: float | None
+    eval_loss: float | None = None
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    final_dir: Path
+    steps: int
+    train_losses: list[float] = field(default_factory=list)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    tokens: int = 0
+    train_seconds: float = 0.0
+    peak_mb: float = 0.0
+    trainable_params: int = 0
+    total_params: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.train_seconds, 1e-9)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    """Linear warmup, then cosine or linear decay to zero (or constant)."""
+    warm, total, kind = cfg.optim.warmup_steps, cfg.max_steps, cfg.optim.schedule
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if kind == "constant":
+            return 1.0
+        progress = (step - warm) / max(total - warm, 1)
+        return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else max(0.0, 1 - progress)
+
+    return factor
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def split_records(cfg: TrainConfig) -> tuple[list, list]:
+    """Train and eval records; without an eval source, a seeded slice of the train data is held out."""
+    train = load_records(cfg.data.train, kind=cfg.data.kind, limit=cfg.data.limit)
+    if cfg.data.eval:
+        return train, load_records(cfg.data.eval, kind=cfg.data.kind)[: cfg.data.eval_max]
+    n_eval = min(cfg.data.eval_max, int(len(train) * cfg.data.eval_fraction))
+    if n_eval == 0:
+        return train, []
+    order = random.Random(cfg.seed).sample(range(len(train)), len(train))
+    return [train[i] for i in order[n_eval:]], [train[i] for i in order[:n_eval]]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepMetrics], None] | None = None):
+        self.cfg, self.resume, self.on_step = cfg, resume, on_step
+        self.out = Path(cfg.output_dir)
+
+    # ---- setup -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        device = auto_device(cfg.device)
+        self.world: World = init_world(device.type)
+        if device.type == "cuda" and self.world.size > 1:
+            device = torch.device("cuda", self.world.local_rank)
+        self.device = device
+        self.compute_dtype = auto_dtype(cfg.dtype, device)
+        seed_everything(cfg.seed)
+
+        self.objective = get_objective(cfg.objective)
+        self.method = get_method(cfg.method.name)
+        train_records, eval_records = split_records(cfg)
+        # full fine-tuning keeps fp32 master weights; adapter methods keep the frozen base in the compute dtype
+        weights = "fp32" if cfg.method.name == "full" else str(self.compute_dtype).removeprefix("torch.")
+        loaded = load_model(cfg.model, dtype=weights, device=str(device))
+        self.tokenizer = loaded.tokenizer
+        self.model = self.method.apply(loaded.model, cfg.method)
+        self.model.train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"method {cfg.method.name!r} left no trainable parameter")
+        self.footprint = self.method.footprint(self.model)
+
+        self.train_batches = self.objective.batches(train_records, self.tokenizer, cfg)
+        self.eval_batches = self.objective.batches(eval_records, self.tokenizer, cfg) if eval_records else []
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                           weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.start_step = 0
+        if self.resume and (last := ckpt.latest_checkpoint(self.out)) is not None:
+            self.start_step = ckpt.load_checkpoint(last, self.model, self.optimizer, self.scheduler)
+            log.info("resumed from %s (step %d)", last, self.start_step)
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_manifest(self.out / "manifest.json", config=cfg.model_dump(), seed=cfg.seed,
+                           world_size=self.world.size,
+                           data_hashes={"train": data_hash(train_records), "eval": data_hash(eval_records)},
+                           extra={"resumed_from_step": self.start_step, "footprint": self.footprint.as_dict(),
+                                  "compute_dtype": str(self.compute_dtype), "n_train_batches": len(self.train_batches)})
+        self.loggers = open_loggers(cfg.loggers, self.out, cfg.model_dump()) if self.world.is_main else []
+
+    # ---- one step ----------------------------------------------------------------------------
+    def step_batches(self, step: int) -> list:
+        """This process's micro-batches for `step`, from an epoch-wise seeded shuffle of all batches."""
+        n, per_step = len(self.train_batches), self.cfg.grad_accum * self.world.size
+        picked = []
+        for j in range(per_step):
+            pos = step * per_step + j
+            epoch, idx = divmod(pos, n)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+            picked.append(self.train_batches[int(order[idx])])
+        return picked
+
+    def autocast(self):
+        enabled = self.compute_dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=enabled)
+
+    def train_step(self, step: int) -> tuple[float, int, float | None]:
+        """One optimizer step; returns (mean loss over the whole step, tokens, grad norm)."""
+        batches = self.step_batches(step)
+        count = sum(self.objective.size(b) for b in batches)  # the same on every process
+        mine = batches[self.world.rank::self.world.size]
+        total, tokens = 0.0, 0
+        for batch in mine:
+            batch = batch.to(self.device)
+            with self.autocast():
+                loss_sum, _ = self.objective.loss(self.model, batch)
+            (loss_sum / max(count, 1)).backward()
+            total += float(loss_sum)
+            tokens += self.objective.tokens(batch)
+        sync_gradients(self.params, self.world)
+        norm = None
+        if self.cfg.optim.max_grad_norm:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = all_reduce_sum(torch.tensor([total, float(tokens)], dtype=torch.float64), self.world)
+        return float(stats[0]) / max(count, 1), int(stats[1]), norm
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        if not self.eval_batches:
+            return None
+        self.model.eval()
+        total = count = 0.0
+        for batch in self.eval_batches[self.world.rank::self.world.size]:
+            with self.autocast():
+                loss_sum, n = self.objective.loss(self.model, batch.to(self.device))
+            total, count = total + float(loss_sum), count + n
+        self.model.train()
+        stats = all_reduce_sum(torch.tensor([total, count], dtype=torch.float64), self.world)
+        return float(stats[0] / max(stats[1], 1))
+
+    # ---- the run -----------------------------------------------------------------------------
+    def save(self, step: int) -> None:
+        if self.world.is_main:
+            ckpt.save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, self.cfg.keep_last)
+        barrier(self.world)
+
+    def run(self) -> TrainResult:
+        self.setup()
+        cfg = self.cfg
+        result = TrainResult(self.out, self.out / "final", cfg.max_steps, trainable_params=self.footprint.trainable_params,
+                             total_params=self.footprint.total_params)
+        try:
+            for step in range(self.start_step, cfg.max_steps):
+                t0 = time.perf_counter()
+                loss, tokens, norm = self.train_step(step)
+                result.train_seconds += time.perf_counter() - t0
+                result.tokens += tokens
+                result.train_losses.append(loss)
+                done = step + 1
+                eval_loss = self.evaluate() if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.max_steps else None
+                if eval_loss is not None:
+                    result.eval_losses.append((done, eval_loss))
+                metrics = StepMetrics(done, cfg.max_steps, loss, self.scheduler.get_last_lr()[0],
+                                      result.tokens_per_s, norm, eval_loss)
+                for logger in self.loggers:
+                    logger.log({k: v for k, v in metrics.__dict__.items() if v is not None})
+                if self.on_step and self.world.is_main:
+                    self.on_step(metrics)
+                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps:
+                    self.save(done)
+            result.peak_mb = peak_memory_mb(self.device)
+            if self.world.is_main:
+                save_artifact(self.model, self.tokenizer, self.method, cfg.method, cfg.model, result.final_dir)
+            barrier(self.world)
+        finally:
+            for logger in self.loggers:
+                logger.close()
+            close(self.world)
+        return result
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepMetrics], None] | None = None) -> TrainResult:
+    """Train `cfg` to the end (resuming from the last checkpoint when `resume`) and save the artifact."""
+    return Trainer(cfg, resume=resume, on_step=on_step).run()
