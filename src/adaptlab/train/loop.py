@@ -178,7 +178,7 @@ class Trainer:
             with self.autocast():
                 loss_sum, _ = self.objective.loss(self.model, batch)
             (loss_sum / max(count, 1)).backward()
-            total += float(loss_sum)
+            total += float(loss_sum.detach())
             tokens += self.objective.tokens(batch)
         sync_gradients(self.params, self.world)
         norm = None
