@@ -26,8 +26,8 @@ def test_builtin_model_loads_fast_from_its_cache():
 def test_readme_main_command_trains_and_eval_loss_falls(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "adaptlab.cli", "train", "examples/sft-lora.yaml",
-                           f"output_dir={out}", "max_steps=20", "eval_every=10"],
-                          capture_output=True, text=True, timeout=1500)
+                           f"output_dir={out}", "max_steps=12", "eval_every=6", "data.eval_max=16"],
+                          capture_output=True, text=True, timeout=880)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     evals = [json.loads(x)["eval_loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if "eval_loss" in x]
     assert len(evals) == 2 and evals[-1] < evals[0]
