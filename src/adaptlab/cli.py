@@ -26,10 +26,13 @@ def _mount() -> None:
     from adaptlab.commands import core
     core.register(app)
     # --- command modules (one line each) ---
+    from adaptlab.commands import methods; methods.register(app)
+    from adaptlab.commands import prompt; prompt.register(app)
+    from adaptlab.commands import eval; eval.register(app)
+    from adaptlab.commands import rag; rag.register(app)
 
 
 _mount()
-
 
 if __name__ == "__main__":
     app()

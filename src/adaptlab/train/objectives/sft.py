@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import Tensor, nn
 
 from adaptlab.data.packing import Batch, collate_packed, collate_padded, pack

@@ -1,0 +1,244 @@
+"""Every adaptation method on the same model, data and steps: cost and quality side by side.
+
+For each method: trainable parameters and share, bytes per frozen-base parameter, peak RSS while
+training, tokens/s, final eval loss -- trained by adaptlab's own engine (`adaptlab.train.Trainer`).
+Baselines in the same run, on the same token batches: peft + transformers `Trainer` for lora, dora and
+ia3, and peft + bitsandbytes QLoRA (`BitsAndBytesConfig(load_in_4bit, nf4, double quant)`, peft's
+`prepare_model_for_kbit_training`) for qlora. ratio = tok_s / baseline_tok_s.
+
+Full mode (default): SmolLM2-135M, each run in its own process so peak RSS is that run's own.
+--quick (< 50 s): a tiny random Llama saved to a temp folder, fewer steps, all runs in this process
+(peak RSS is then sampled during each run and includes what earlier runs left allocated).
+Last line: one JSON object keyed by method name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+
+METHODS = ["lora", "dora", "ia3", "qlora", "qalora", "loftq", "full"]
+BASELINES = {"lora": "peft", "dora": "peft", "ia3": "peft", "qlora": "bnb"}
+QUANT_TARGET = {"qlora", "qalora"}  # frozen base <= 0.30x the bf16 base
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRSS:
+    """Sample this process's resident memory every 20 ms; `.peak` is the highest seen inside the block."""
+
+    def __enter__(self):
+        self.peak, self._stop = rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def settings(quick: bool, model: str) -> dict:
+    if quick:
+        return {"model": model, "seq_len": 128, "batch_size": 1, "max_steps": 2, "limit": 10, "eval_max": 2}
+    return {"model": model, "seq_len": 256, "batch_size": 4, "max_steps": 20, "limit": 200, "eval_max": 16}
+
+
+def train_config(method: str, s: dict):
+    from adaptlab.config import TrainConfig
+    from adaptlab.methods import MethodConfig
+
+    # the tiny model's 64 inputs / 16 per group leave 4 pooled channels for QA-LoRA, so rank 4 there
+    mcfg = {"name": method, "r": 4 if s.get("tiny") else 8, "alpha": 16, "group_size": 16 if s.get("tiny") else 64}
+    return TrainConfig(model=s["model"], method=MethodConfig(**mcfg), seq_len=s["seq_len"], batch_size=s["batch_size"],
+                       max_steps=s["max_steps"], packing=True, seed=0, eval_every=0, save_every=0, loggers=[],
+                       data={"train": "gsm8k", "limit": s["limit"], "eval_fraction": 0.2, "eval_max": s["eval_max"]},
+                       optim={"lr": 3e-3 if method == "ia3" else 2e-4, "warmup_steps": 1},
+                       output_dir=tempfile.mkdtemp(prefix=f"bench-{method}-"))
+
+
+def run_ours(method: str, s: dict) -> dict:
+    """Train with adaptlab's engine; report footprint, peak RSS, tokens/s and the final eval loss."""
+    from adaptlab.train import Trainer
+
+    with PeakRSS() as peak:
+        trainer = Trainer(train_config(method, s))
+        result = trainer.run()
+    fp = trainer.footprint
+    return {"trainable_params": fp.trainable_params, "trainable_share": fp.trainable_share,
+            "base_bytes_per_param": fp.base_bytes_per_param, "peak_mb": round(peak.peak, 1),
+            "tok_s": result.tokens_per_s, "eval_loss": result.eval_losses[-1][1] if result.eval_losses else None}
+
+
+def run_baseline(method: str, s: dict) -> dict:
+    """peft (+ bitsandbytes for qlora) + transformers Trainer on the very batches adaptlab trains on."""
+    from peft import IA3Config, LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
+
+    from adaptlab.models import load_model, load_tokenizer
+    from adaptlab.train.loop import split_records
+    from adaptlab.train.objectives import get_objective
+
+    cfg = train_config(method, s)
+    batches = get_objective("sft").batches(split_records(cfg)[0], load_tokenizer(s["model"]), cfg)
+    path = load_model(s["model"], dtype="bf16", device="cpu").path
+    rows = [{"input_ids": b.input_ids[i], "labels": b.labels[i]} for b in batches for i in range(len(b.input_ids))]
+    steps = s["max_steps"]
+    tokens = sum(batches[i % len(batches)].n_real_tokens for i in range(steps))  # what adaptlab counts
+
+    with PeakRSS() as peak:
+        if BASELINES[method] == "bnb":
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=torch.bfloat16)
+            model = prepare_model_for_kbit_training(AutoModelForCausalLM.from_pretrained(path, quantization_config=quant))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+        config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]) \
+            if method == "ia3" else LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", use_dora=method == "dora")
+        model = get_peft_model(model, config)
+
+        class Timer(TrainerCallback):
+            seconds = 0.0
+
+            def on_step_begin(self, *a, **k):
+                self.t0 = time.perf_counter()
+
+            def on_step_end(self, *a, **k):
+                Timer.seconds += time.perf_counter() - self.t0
+
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=s["batch_size"],
+                                 max_steps=steps, learning_rate=2e-4, bf16=True, use_cpu=not torch.cuda.is_available(),
+                                 report_to=[], save_strategy="no", logging_strategy="no", dataloader_num_workers=0,
+                                 remove_unused_columns=False, disable_tqdm=True)
+        collate = lambda xs: {k: torch.stack([x[k] for x in xs]) for k in xs[0]}
+        Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Timer()]).train()
+    return {"tok_s": tokens / max(Timer.seconds, 1e-9), "peak_mb": round(peak.peak, 1)}
+
+
+def layer_speed(reps: int = 5) -> dict:
+    """ms per forward+backward (input grad) of one frozen 576->1536 layer on 512 tokens, best of two rounds:
+    bf16 dense, adaptlab's NF4 QuantLinear, and bitsandbytes' Linear4bit (bf16 and fp32 compute)."""
+    import bitsandbytes as bnb
+
+    from adaptlab.quant.layers import QuantLinear
+    from adaptlab.quant.nf4 import quantize_nf4
+
+    torch.manual_seed(0)
+    w = torch.randn(1536, 576) * 0.02
+    x = torch.randn(512, 576, dtype=torch.bfloat16, requires_grad=True)
+
+    def linear4bit(dtype):
+        layer = bnb.nn.Linear4bit(576, 1536, bias=False, compute_dtype=dtype, quant_type="nf4", compress_statistics=True)
+        layer.weight = bnb.nn.Params4bit(w.clone(), requires_grad=False, quant_type="nf4", compress_statistics=True)
+        return layer.to("cpu"), dtype
+
+    dense = torch.nn.Linear(576, 1536, bias=False).to(torch.bfloat16).requires_grad_(False)
+    layers = {"bf16_dense": (dense, torch.bfloat16), "adaptlab_nf4": (QuantLinear(quantize_nf4(w)), torch.bfloat16),
+              "bnb_linear4bit_bf16": linear4bit(torch.bfloat16), "bnb_linear4bit_fp32": linear4bit(torch.float32)}
+    best: dict[str, float] = {}
+    for _ in range(2):
+        for name, (layer, dtype) in layers.items():
+            def step(layer=layer, dtype=dtype):
+                layer(x.to(dtype)).float().sum().backward()
+            step()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                step()
+            best[name] = min(best.get(name, float("inf")), (time.perf_counter() - t0) / reps * 1000)
+    return {k: round(v, 2) for k, v in best.items()}
+
+
+def in_subprocess(kind: str, method: str, s: dict) -> dict:
+    """Run one measurement in a fresh process so its peak RSS is its own."""
+    out = subprocess.run([sys.executable, __file__, "--worker", kind, method, "--settings", json.dumps(s)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["peak_mb"] = round(result.get("maxrss_mb", result.get("peak_mb", 0.0)), 1)
+    result.pop("maxrss_mb", None)
+    return result
+
+
+def tiny_model_dir() -> str:
+    from adaptlab.models import tiny_llama
+
+    model, tok = tiny_llama(hidden=64, layers=2, intermediate=128)
+    path = tempfile.mkdtemp(prefix="bench-tiny-")
+    model.to(torch.bfloat16).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model, in-process, < 50 s")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--worker", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        kind, method = args.worker
+        s = json.loads(args.settings)
+        result = run_ours(method, s) if kind == "ours" else run_baseline(method, s)
+        result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    start = time.perf_counter()
+    s = settings(args.quick, tiny_model_dir() if args.quick else args.model)
+    s["tiny"] = args.quick
+    if args.steps:
+        s["max_steps"] = args.steps
+    if args.batch_size:
+        s["batch_size"] = args.batch_size
+    measure = (lambda kind, m: (run_ours if kind == "ours" else run_baseline)(m, s)) if args.quick else \
+        (lambda kind, m: in_subprocess(kind, m, s))
+    results = {}
+    for method in args.methods.split(","):
+        row = measure("ours", method)
+        base = measure("baseline", method) if method in BASELINES else None
+        row["baseline_tok_s"] = base.get("tok_s") if base else None
+        row["baseline_peak_mb"] = base.get("peak_mb") if base else None
+        if base and "error" in base:
+            row["baseline_error"] = base["error"]
+        row["ratio"] = row["tok_s"] / row["baseline_tok_s"] if row.get("tok_s") and row["baseline_tok_s"] else None
+        results[method] = row
+        print(f"# {method}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    lora_loss = results.get("lora", {}).get("eval_loss")
+    for method, row in results.items():
+        if lora_loss and row.get("eval_loss") and method in QUANT_TARGET | {"loftq"}:
+            row["eval_loss_vs_lora"] = row["eval_loss"] / lora_loss
+        if method in QUANT_TARGET and row.get("base_bytes_per_param"):
+            row["base_vs_bf16"] = row["base_bytes_per_param"] / 2.0
+    results["_layer_ms"] = layer_speed() if not torch.cuda.is_available() else None
+    results["_meta"] = {"model": "tiny-llama (random)" if args.quick else args.model, "quick": args.quick,
+                        "steps": s["max_steps"], "seq_len": s["seq_len"], "batch_size": s["batch_size"],
+                        "torch_threads": torch.get_num_threads(), "device": "cuda" if torch.cuda.is_available() else "cpu",
+                        "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

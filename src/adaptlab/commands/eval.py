@@ -1,0 +1,139 @@
+"""`adaptlab eval`: score a model (optionally with an adapter) on tasks or a suite; table + JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _load(model: str, adapter: Path | None, dtype: str, device: str):
+    from adaptlab.models import load_model
+
+    if adapter is None:
+        loaded = load_model(model, dtype=dtype, device=device)
+        return loaded.model, loaded.tokenizer
+    if (adapter / "adaptlab.json").exists():
+        from adaptlab.methods.artifact import load_artifact
+        art = load_artifact(adapter, dtype=dtype, device=device)
+        return art.model, art.tokenizer
+    if (adapter / "adapter_config.json").exists():
+        from peft import PeftModel
+        loaded = load_model(model, dtype=dtype, device=device)
+        return PeftModel.from_pretrained(loaded.model, str(adapter)).eval(), loaded.tokenizer
+    fail(f"{adapter} is neither an adaptlab artifact (adaptlab.json) nor a peft adapter (adapter_config.json)")
+
+
+class _Bars:
+    """Rich progress: one bar per task with items/s."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def __call__(self, task: str, total: int):
+        bar = self.progress.add_task(task, total=total)
+        return lambda n: self.progress.advance(bar, n)
+
+
+def _items_per_s(progress_task) -> str:
+    speed = progress_task.finished_speed or progress_task.speed
+    return f"{speed:.2f} items/s" if speed else ""
+
+
+class _Speed(TextColumn):
+    def render(self, task):
+        from rich.text import Text
+        return Text(_items_per_s(task), style="cyan")
+
+
+def eval_cmd(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="builtin name, hub id, local dir or .gguf"),
+    adapter: Path = typer.Option(None, help="an adaptlab artifact folder or a plain peft adapter folder"),
+    tasks: str = typer.Option(None, help="comma-separated task names or custom task .yaml files"),
+    suite: str = typer.Option(None, help="a named suite (table1) with published scores beside ours"),
+    limit: int = typer.Option(None, help="items per task (stratified over subjects/subtasks)"),
+    shots: int = typer.Option(None, help="exemplars (default: each task's standard number)"),
+    chat_template: bool = typer.Option(False, help="wrap prompts in the tokenizer's chat template"),
+    extraction: str = typer.Option("flexible", help="answer extraction for generated answers: strict | flexible"),
+    average: str = typer.Option(None, help="micro | macro (default: each task's standard)"),
+    seed: int = typer.Option(0, help="seed for the limited subset and for sampling"),
+    batch_size: int = typer.Option(None, help="batch size (default: 16 for scoring, 8 for generation)"),
+    dtype: str = typer.Option("auto", help="auto (bf16 where supported) | bf16 | fp16 | fp32"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    output: Path = typer.Option(None, "--output", "-o", help="write results as JSON here"),
+    log_samples: bool = typer.Option(False, help="include every sample (prompt, output, score) in the JSON"),
+) -> None:
+    """Evaluate a model on tasks (mmlu, gsm8k, humaneval, bbh, nq_open, triviaqa, sentiment or a custom YAML)."""
+    from adaptlab.eval.runner import evaluate
+    from adaptlab.eval.suite import get_suite
+    from adaptlab.eval.tasks import TASKS, get_task
+
+    if extraction not in ("strict", "flexible"):
+        fail(f"--extraction {extraction!r}: choose strict or flexible")
+    if average not in (None, "micro", "macro"):
+        fail(f"--average {average!r}: choose micro or macro")
+    try:
+        the_suite = get_suite(suite) if suite else None
+        names = list(the_suite.tasks) if the_suite else [t.strip() for t in (tasks or "").split(",") if t.strip()]
+        if not names:
+            get_task("mmlu")  # registers builtins so the message lists them
+            fail(f"give --tasks (one or more of: {', '.join(sorted(TASKS))}) or --suite")
+        for name in names:
+            get_task(name)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
+
+    model_obj, tokenizer = _load(model, adapter, dtype, device)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(""), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        results = evaluate(model_obj, tokenizer, names, shots=shots, log_samples=log_samples,
+                           progress=_Bars(progress), batch_size=batch_size, limit=limit, seed=seed,
+                           chat_template=chat_template, extraction=extraction, average=average)
+    _render(results, the_suite, model, adapter)
+    if output:
+        payload = {"model": model, "adapter": str(adapter) if adapter else None, "suite": suite,
+                   "results": {k: (v.to_dict() if not isinstance(v, Exception) else {"error": str(v)})
+                               for k, v in results.items()}}
+        if the_suite:
+            payload["published"] = the_suite.published
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(payload, indent=2, default=str))
+        console.print(f"wrote {output}")
+
+
+def _protocol(p) -> str:
+    return (f"{p.shots}-shot, chat {'on' if p.chat_template else 'off'}, {p.extraction}, {p.average}, "
+            f"limit {p.limit if p.limit else 'all'}, seed {p.seed}")
+
+
+def _render(results, the_suite, model: str, adapter) -> None:
+    refs = list(the_suite.published) if the_suite else []
+    title = f"{model}" + (f" + {adapter}" if adapter else "")
+    table = Table("task", "metric", "score", "macro", "n", "protocol", "items/s", *refs, title=title)
+    for name, r in results.items():
+        published = [str(the_suite.published[ref].get(name, "")) for ref in refs] if the_suite else []
+        if isinstance(r, Exception):
+            table.add_row(name, "", "[red]n/a[/red]", "", "", "", "", *published)
+            continue
+        macro = r.metrics.get(f"{r.metric}_macro")
+        table.add_row(name, r.metric, f"{r.score:.1f}", f"{macro:.1f}" if macro is not None else "", str(r.n),
+                      _protocol(r.protocol), f"{r.items_per_s:.2f}", *published)
+    console.print(table)
+    for name, r in results.items():
+        if isinstance(r, Exception):
+            console.print(f"[yellow]{name}:[/yellow] {r}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)

@@ -1,0 +1,1 @@
+"""Evaluation: task registry, task kinds (multiple_choice, generate, code, classify), scoring and metrics."""

@@ -1,0 +1,146 @@
+"""How each kind of task asks the model and scores one sample; registries of metrics and answer extractors.
+
+A kind runner takes (model, tokenizer, task, samples, protocol, progress) and returns one `Scored`
+per sample with its metric values, the model's output and the extracted answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adaptlab.eval import metrics, sandbox, scoring
+from adaptlab.eval.tasks import Protocol, Sample, Task
+
+
+@dataclass
+class Scored:
+    sample: Sample
+    scores: dict[str, float]
+    output: str = ""
+    answer: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- answer extraction
+def _extract_number(text: str, strict: bool) -> str | None:
+    if strict:   # only an explicit "The answer is N" / "#### N" counts
+        m = re.search(r"(?:####|[Tt]he (?:final )?answer is)[:\s]*(-?\$?\d[\d,]*(?:\.\d+)?)", text)
+        return metrics.extract_number(m.group(0)) if m else None
+    return metrics.extract_number(text)
+
+
+def _extract_answer_is(text: str, strict: bool) -> str | None:
+    m = re.search(r"[Tt]he answer is[:\s]*(.*?)(?:\.\s|\.?$|\n)", text.strip())
+    if m:
+        return m.group(1).strip()
+    if strict:
+        return None
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip().rstrip(".") if lines else None
+
+
+EXTRACTORS: dict[str, Callable[[str, bool], str | None]] = {
+    "none": lambda text, strict: text.strip(),
+    "number": _extract_number,
+    "answer_is": _extract_answer_is,
+}
+
+
+# ----------------------------------------------------------------- metrics of a generated answer
+def _raw_match(answer: str, refs: list[str]) -> float:
+    """Case-insensitive match, punctuation kept (BBH answers like "(A)" or "] ]" are punctuation)."""
+    a = answer.strip().rstrip(".").strip().lower()
+    return float(any(a == r.strip().lower() for r in refs))
+
+
+def _number_match(answer: str, refs: list[str]) -> float:
+    return float(any(answer == metrics.extract_number(r) for r in refs))
+
+
+METRICS: dict[str, Callable[[str, list[str]], float]] = {
+    "exact_match": metrics.exact_match,
+    "f1": metrics.token_f1,
+    "alias_match": metrics.alias_match,
+    "number_match": _number_match,
+    "exact_match_raw": _raw_match,
+}
+CHOICE_METRICS = ("acc", "acc_norm")       # multiple_choice / classify
+CODE_METRICS = ("pass@1",)
+
+
+# ----------------------------------------------------------------- kinds
+def run_choices(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
+                progress: scoring.Progress | None = None, batch_size: int = 16) -> list[Scored]:
+    """Score every choice by log p(choice | context); acc takes the argmax, acc_norm divides by the
+    choice's length in characters first (lm-eval's acc_norm)."""
+    requests = [(s.context, c) for s in samples for c in s.choices]
+    lls = scoring.loglikelihoods(model, tokenizer, requests, batch_size=batch_size,
+                                 progress=_per_item(progress, [len(s.choices) for s in samples]))
+    out, k = [], 0
+    for s in samples:
+        ll = [lp for lp, _ in lls[k: k + len(s.choices)]]
+        k += len(s.choices)
+        pred = max(range(len(ll)), key=ll.__getitem__)
+        norm = [v / max(len(c.strip()), 1) for v, c in zip(ll, s.choices)]
+        pred_norm = max(range(len(norm)), key=norm.__getitem__)
+        out.append(Scored(s, {"acc": float(pred == s.target), "acc_norm": float(pred_norm == s.target)},
+                          output=s.choices[pred], answer=s.choices[pred].strip(), extra={"loglikelihoods": ll}))
+    return out
+
+
+def run_generate(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
+                 progress: scoring.Progress | None = None, batch_size: int = 8) -> list[Scored]:
+    outputs = scoring.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
+                               stop=list(task.stop), batch_size=batch_size, progress=progress)
+    extract = EXTRACTORS[task.extract]
+    out = []
+    for s, text in zip(samples, outputs):
+        answer = extract(text, protocol.extraction == "strict")
+        scores = {task.metric: 0.0 if answer is None else METRICS[task.metric](answer, s.target)}
+        out.append(Scored(s, scores, output=text, answer=answer))
+    return out
+
+
+def run_code(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
+             progress: scoring.Progress | None = None, batch_size: int = 8) -> list[Scored]:
+    """Greedy completion (n = 1), program = prompt + completion + tests, run in the sandbox; pass@1 by
+    the unbiased estimator with n = 1."""
+    outputs = scoring.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
+                               stop=list(task.stop), batch_size=batch_size, progress=progress)
+    out = []
+    for s, completion in zip(samples, outputs):
+        result = sandbox.run_program(f"{s.context}{completion}\n\n{s.target}")
+        out.append(Scored(s, {"pass@1": metrics.pass_at_k(1, int(result.passed), 1)}, output=completion,
+                          extra={"timed_out": result.timed_out, "stderr": result.stderr[-500:],
+                                 "isolation": list(result.isolation)}))
+    return out
+
+
+KINDS: dict[str, Callable[..., list[Scored]]] = {
+    "multiple_choice": run_choices,
+    "classify": run_choices,        # a fixed label set scored like choices
+    "generate": run_generate,
+    "code": run_code,
+}
+
+
+def _per_item(progress: scoring.Progress | None, sizes: list[int]) -> scoring.Progress | None:
+    """Convert request counts into finished-item counts (an item is done when all its choices are)."""
+    if progress is None:
+        return None
+    state = {"requests": 0, "items": 0}
+    bounds, total = [], 0
+    for n in sizes:
+        total += n
+        bounds.append(total)
+
+    def step(n: int) -> None:
+        state["requests"] += n
+        done = state["items"]
+        while done < len(bounds) and bounds[done] <= state["requests"]:
+            done += 1
+        progress(done - state["items"])
+        state["items"] = done
+    return step

@@ -1,0 +1,151 @@
+"""Closed-book vs RAG on SQuAD v1.1 dev: its 2,067 paragraphs are the corpus, its questions the test.
+
+Retrieval is scored by recall@k: the share of questions whose gold paragraph is among the top k
+chunks (for BM25 alone, dense alone and their RRF fusion). Answers are scored with SQuAD's exact
+match and token F1 (Rajpurkar et al. 2016), closed-book (no sources) and with the top-k sources, plus
+"contains answer" (a gold answer occurs in the prediction), which credits right answers in long phrasing.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adaptlab.data.builtin import read_rows
+from adaptlab.eval.metrics import alias_match, exact_match, token_f1
+from adaptlab.rag.answer import answer_many
+from adaptlab.rag.embed import Embedder
+from adaptlab.rag.index import IndexReport, Progress, sync, text_documents
+from adaptlab.rag.store import Hit, Store
+
+SCOPE = "squad:"
+MODES = ("bm25", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answers: list[str]
+    source: str  # the gold paragraph's source key in the store
+
+
+@dataclass
+class QAResult:
+    n_questions: int
+    k: int
+    recall: dict[str, dict[int, float]]          # mode -> k -> recall@k
+    scores: dict[str, dict[str, float]]          # closed_book | rag -> {exact_match, f1, contains_answer}
+    rows: list[dict] = field(default_factory=list)
+
+
+def squad_paragraphs(limit: int | None = None) -> list[tuple[str, str]]:
+    """(source, text) of the SQuAD dev paragraphs, optionally only the first `limit`."""
+    rows = list(read_rows("squad/corpus.jsonl.gz"))[:limit]
+    return [(SCOPE + r["id"], r["text"]) for r in rows]
+
+
+def squad_questions(limit: int | None = None, seed: int = 0, sources: set[str] | None = None) -> list[Question]:
+    """A seeded random sample of dev questions (all of them if `limit` is None), optionally only on `sources`."""
+    qs = [Question(r["id"], r["question"], list(r["answers"]), SCOPE + r["paragraph_id"])
+          for r in read_rows("squad/dev.jsonl.gz")]
+    if sources is not None:
+        qs = [q for q in qs if q.source in sources]
+    if limit is not None and limit < len(qs):
+        qs = random.Random(seed).sample(qs, limit)
+    return qs
+
+
+def index_squad(store: Store, embedder: Embedder, paragraphs: Sequence[tuple[str, str]],
+                progress: Progress | None = None) -> IndexReport:
+    """Index the paragraphs (incremental: a second run embeds nothing). Chunks are big enough to hold a
+    whole paragraph, so a hit's source identifies its paragraph."""
+    return sync(store, embedder, text_documents(paragraphs), SCOPE, chunk_size=256, overlap=32, progress=progress)
+
+
+def recall_at_k(retrieved: Sequence[Sequence[str]], gold: Sequence[str], k: int) -> float:
+    """Share of queries whose gold source is among their first k retrieved sources."""
+    return sum(g in r[:k] for r, g in zip(retrieved, gold)) / max(len(gold), 1)
+
+
+def retrieval(store: Store, embedder: Embedder, questions: Sequence[Question], ks: Sequence[int],
+              modes: Sequence[str] = MODES) -> tuple[dict[str, dict[int, float]], list[list[Hit]]]:
+    """recall@k per mode, and the hybrid hits per question (what RAG answers from)."""
+    vectors = embedder.encode([q.question for q in questions])
+    depth = max(ks)
+    recall: dict[str, dict[int, float]] = {}
+    hybrid: list[list[Hit]] = []
+    for mode in modes:
+        hits = [store.search(None if mode == "bm25" else v, None if mode == "dense" else q.question, depth)
+                for v, q in zip(vectors, questions)]
+        sources = [[h.chunk.source for h in hs] for hs in hits]
+        recall[mode] = {k: recall_at_k(sources, [q.source for q in questions], k) for k in ks}
+        if mode == "hybrid":
+            hybrid = hits
+    return recall, hybrid
+
+
+METRICS = {"exact_match": exact_match, "f1": token_f1, "contains_answer": alias_match}
+
+
+def qa_scores(predictions: Sequence[str], questions: Sequence[Question]) -> dict[str, float]:
+    """Mean SQuAD exact match and token F1, and how often a gold answer occurs in the prediction."""
+    n = max(len(questions), 1)
+    return {name: sum(fn(p, q.answers) for p, q in zip(predictions, questions)) / n for name, fn in METRICS.items()}
+
+
+def short_answer(text: str) -> str:
+    """The answer proper: the first line, without an "The answer is:" lead-in or source markers."""
+    line = text.strip().split("\n", 1)[0]
+    line = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|\((?:squad:)?[^()]*#\d+\)", " ", line)
+    line = re.sub(r"^\s*(?:the answer is|answer)\s*:?\s*", "", line, flags=re.IGNORECASE)
+    return " ".join(line.split()).rstrip(".")
+
+
+def evaluate(store: Store, embedder: Embedder, model, tokenizer, questions: Sequence[Question], k: int = 4,
+             ks: Sequence[int] = (1, 5, 10), batch_size: int = 8,
+             progress: Callable[[int], None] | None = None) -> QAResult:
+    """Retrieval recall@ks, then closed-book and RAG (top-k hybrid chunks) answers, on an indexed store."""
+    recall, hits = retrieval(store, embedder, questions, sorted(set(ks) | {k}))
+    texts = [q.question for q in questions]
+    closed = answer_many(model, tokenizer, texts, [[] for _ in questions], "closed_book", batch_size, progress)
+    rag = answer_many(model, tokenizer, texts, [h[:k] for h in hits], "short", batch_size, progress)
+    closed_pred = [short_answer(a.text) for a in closed]
+    rag_pred = [short_answer(a.text) for a in rag]
+    rows = [{"id": q.id, "question": q.question, "answers": q.answers, "closed_book": c, "rag": r,
+             "retrieved": [h.chunk.source for h in hs[:k]], "gold_retrieved": q.source in [h.chunk.source for h in hs[:k]]}
+            for q, c, r, hs in zip(questions, closed_pred, rag_pred, hits)]
+    return QAResult(len(questions), k, recall,
+                    {"closed_book": qa_scores(closed_pred, questions), "rag": qa_scores(rag_pred, questions)}, rows)
+
+
+def plot(result: QAResult, path: Path) -> Path:
+    """Two panels: EM, F1 and contains-answer closed-book vs RAG, and recall@k per retrieval mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    metrics = list(METRICS)
+    for i, (route, scores) in enumerate(result.scores.items()):
+        left.bar([m + i * 0.4 for m in range(len(metrics))], [100 * scores[m] for m in metrics], 0.4, label=route)
+    left.set_xticks([m + 0.2 for m in range(len(metrics))], ["exact match", "F1", "contains answer"])
+    left.set_ylabel("%")
+    left.set_title(f"SQuAD v1.1 dev, {result.n_questions} questions (RAG k={result.k})")
+    left.legend()
+    for mode, by_k in result.recall.items():
+        ks = sorted(by_k)
+        right.plot(ks, [100 * by_k[k] for k in ks], marker="o", label=mode)
+    right.set_xlabel("k")
+    right.set_ylabel("recall@k (%)")
+    right.set_title("retrieval: gold paragraph in top k")
+    right.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,144 @@
+"""Task registry, builtin prompts, custom YAML tasks, protocol recording and the runner on a tiny model."""
+
+import json
+
+import pytest
+
+from adaptlab.eval import builtin_tasks, kinds
+from adaptlab.eval.runner import aggregate, evaluate, evaluate_task
+from adaptlab.eval.tasks import TASKS, Protocol, Sample, get_task, select
+from adaptlab.models import tiny_llama
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_llama(seed=0)
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(KeyError) as e:
+        get_task("mmlu_pro")
+    for name in ["mmlu", "gsm8k", "humaneval", "bbh", "nq_open", "triviaqa", "sentiment"]:
+        assert name in str(e.value)
+
+
+def test_mmlu_prompt_matches_lm_eval_format():
+    task = get_task("mmlu")
+    samples = task.build(task.protocol())
+    assert len(samples) == 14042 and len({s.group for s in samples}) == 57
+    s = samples[0]
+    assert s.context.startswith("The following are multiple choice questions (with answers) about abstract algebra.\n\n")
+    assert s.context.count("\nAnswer:") == 6 and s.context.endswith("\nD. 6\nAnswer:")
+    assert s.choices == [" A", " B", " C", " D"] and s.target == 1
+    zero = task.build(task.protocol(shots=0))[0]
+    assert zero.context.count("Answer:") == 1
+    with pytest.raises(ValueError, match="at most 5"):
+        task.protocol(shots=6)
+
+
+def test_gsm8k_bbh_humaneval_prompts():
+    g = get_task("gsm8k").build(get_task("gsm8k").protocol())[0]
+    assert g.context.count("The answer is") == 8 and g.context.endswith("\nA:") and g.target == ["18"]
+    b = get_task("bbh").build(get_task("bbh").protocol())
+    assert len({s.group for s in b}) == 27 == len(builtin_tasks.BBH_TASKS)
+    nav = next(s for s in b if s.group == "navigate")
+    assert nav.context.count("\nQ: ") + nav.context.startswith("Q: ") == 4  # 3 exemplars + the item
+    assert "canary" not in nav.context and nav.context.endswith("A: Let's think step by step.")
+    h = get_task("humaneval").build(get_task("humaneval").protocol())
+    assert len(h) == 164 and "check(has_close_elements)" in h[0].target
+
+
+def test_sentiment_task_is_three_class():
+    task = get_task("sentiment")
+    samples = task.build(task.protocol(shots=3))
+    assert samples[0].choices == [" neutral", " negative", " positive"]
+    assert {s.target for s in samples} == {0, 1, 2} and len(samples) == 2264 - 3
+    assert samples[0].context.count("Sentiment (") == 4
+
+
+def test_triviaqa_offline_error_names_hub_dataset(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    task = get_task("triviaqa")
+    with pytest.raises(RuntimeError, match="mandarjoshi/trivia_qa"):
+        task.build(task.protocol())
+
+
+def test_select_is_stratified_and_seeded():
+    samples = [Sample(str(i), "", 0, group=str(i % 5)) for i in range(100)]
+    a, b = select(samples, 10, 0), select(samples, 10, 0)
+    assert [s.id for s in a] == [s.id for s in b] and len(a) == 10
+    assert sorted(s.group for s in a) == sorted([str(g) for g in range(5)] * 2)
+    assert [s.id for s in select(samples, 10, 1)] != [s.id for s in a]
+
+
+@pytest.mark.parametrize("text,strict,expected", [
+    ("5 + 4 = 9. The answer is 9.", True, "9"),
+    ("5 + 4 = 9", True, None),
+    ("5 + 4 = 9", False, "9"),
+])
+def test_number_extraction_strict_flexible(text, strict, expected):
+    assert kinds.EXTRACTORS["number"](text, strict) == expected
+
+
+def test_answer_is_extraction():
+    assert kinds.EXTRACTORS["answer_is"]("step 1.\nSo the answer is (B).", True) == "(B)"
+    assert kinds.EXTRACTORS["answer_is"]("no verdict\n] ]", False) == "] ]"
+    assert kinds.METRICS["exact_match_raw"]("] ]", ["] ]"]) == 1.0
+    assert kinds.METRICS["exact_match_raw"](") ]", ["] ]"]) == 0.0
+
+
+def test_aggregate_micro_macro():
+    scored = [kinds.Scored(Sample(str(i), "", 0, group=g), {"acc": v})
+              for i, (g, v) in enumerate([("a", 1), ("a", 1), ("a", 1), ("b", 0)])]
+    m, groups = aggregate(scored)
+    assert m["acc"] == 75.0 and m["acc_macro"] == 50.0 and groups["b"]["acc"] == 0.0
+
+
+def test_runner_records_protocol_and_samples(tiny):
+    model, tok = tiny
+    results = evaluate(model, tok, ["mmlu", "sentiment"], limit=6, seed=3, log_samples=True)
+    r = results["mmlu"].to_dict()
+    assert r["protocol"] == {"shots": 5, "chat_template": False, "extraction": "flexible", "average": "micro",
+                             "limit": 6, "seed": 3}
+    assert r["n"] == 6 and len(r["samples"]) == 6 and "acc_macro" in r["metrics"]
+    assert {"prompt", "output", "scores", "target"} <= r["samples"][0].keys()
+    assert 0.0 <= r["score"] <= 100.0
+    json.dumps(r)  # JSON-serialisable as written by the CLI
+    assert results["sentiment"].to_dict()["protocol"]["shots"] == 0
+
+
+def test_runner_gives_error_for_unavailable_task(tiny, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tok = tiny
+    results = evaluate(model, tok, ["triviaqa"], limit=2)
+    assert isinstance(results["triviaqa"], RuntimeError)
+
+
+def test_generate_and_code_kinds_run(tiny):
+    model, tok = tiny
+    for name in ["gsm8k", "humaneval"]:
+        task = get_task(name)
+        task = type(task)(**{**task.__dict__, "max_new_tokens": 8})
+        r = evaluate_task(model, tok, task, task.protocol(limit=2), log_samples=True)
+        assert r.n == 2 and r.score == 0.0   # a random model solves nothing
+        assert all(isinstance(s["output"], str) for s in r.samples)
+    assert "audit-hook" in r.extra["sandbox"]
+
+
+def test_chat_template_wraps_prompts(tiny):
+    model, tok = tiny
+    task = get_task("sentiment")
+    r = evaluate_task(model, tok, task, task.protocol(limit=2, chat_template=True), log_samples=True)
+    assert r.samples[0]["prompt"].startswith("<|im_start|>") and r.protocol.chat_template
+
+
+def test_registry_has_one_entry_per_builtin():
+    get_task("mmlu")
+    assert {"mmlu", "gsm8k", "humaneval", "bbh", "nq_open", "triviaqa", "sentiment"} <= set(TASKS)
+    for t in TASKS.values():
+        assert t.kind in kinds.KINDS and (t.metric in kinds.METRICS or t.metric in kinds.CHOICE_METRICS + kinds.CODE_METRICS)
+
+
+def test_protocol_overrides_ignore_none():
+    p = get_task("bbh").protocol(shots=None, extraction="strict", average=None)
+    assert p == Protocol(shots=3, extraction="strict", average="macro")
