@@ -78,3 +78,16 @@ def test_merge_refuses_drift_above_threshold_unless_forced(base_dir, tmp_path):
 def test_merge_of_a_folder_without_artifact_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["merge", str(tmp_path), "--out", str(tmp_path / "x")], terminal_width=200)
     assert result.exit_code == 2 and "not an adaptlab artifact" in text(result)
+
+
+def test_low_bit_export_loads_through_load_model(base_dir, tmp_path):
+    """eval and serve load models by path through `load_model`: the QA-LoRA export must load there too."""
+    from adaptlab.models import load_model
+
+    path = artifact(base_dir, tmp_path, "qalora")
+    out = tmp_path / "merged"
+    assert runner.invoke(app, ["merge", str(path), "--out", str(out)], terminal_width=200).exit_code == 0
+    loaded = load_model(str(out), device="cpu")
+    assert loaded.model.get_submodule("model.layers.0.mlp.down_proj").qmeta["bits"] == 4
+    ids = loaded.tokenizer("hello", return_tensors="pt").input_ids
+    assert loaded.model(ids).logits.shape[-1] == len(loaded.tokenizer)

@@ -132,7 +132,12 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto") -> 
     torch_dtype = auto_dtype(dtype, dev)
     path, gguf = resolve(name_or_path)
     tokenizer = load_tokenizer(name_or_path)
-    kwargs = {"gguf_file": gguf} if gguf else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs).to(dev)
+    from adaptlab.quant.export import is_quantized_export, load_quantized
+
+    if is_quantized_export(path):  # a merged low-bit model (QA-LoRA export) keeps its own dtypes
+        model = load_quantized(path, device=dev)
+    else:
+        kwargs = {"gguf_file": gguf} if gguf else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs).to(dev)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, path=path)

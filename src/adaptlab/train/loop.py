@@ -135,8 +135,10 @@ class Trainer:
 
         self.train_batches = self.objective.batches(train_records, self.tokenizer, cfg)
         self.eval_batches = self.objective.batches(eval_records, self.tokenizer, cfg) if eval_records else []
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                           weight_decay=cfg.optim.weight_decay)
+        # a method may bring its own optimizer (QLoRA: paged 8-bit AdamW on CUDA); it logs which one runs
+        make_optimizer = getattr(self.method, "optimizer", None) or torch.optim.AdamW
+        self.optimizer = make_optimizer(self.params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                        weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.start_step = 0
         if self.resume and (last := ckpt.latest_checkpoint(self.out)) is not None:
