@@ -107,6 +107,16 @@ def check_info(current: StoreInfo | None, wanted: StoreInfo, where: str) -> None
                      "or a new --store; nothing in the store was changed")
 
 
+def check_vectors(info: StoreInfo | None, chunks: Sequence[Chunk], vectors: np.ndarray, where: str) -> np.ndarray:
+    """The vectors as float32 [chunks x dim]; an error when the store is unset or its dimension differs."""
+    if info is None:
+        raise StoreError("set_info(embedder, dim) before the first upsert")
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+    if vectors.shape[1] != info.dim:
+        raise StoreError(f"{vectors.shape[1]}-d vectors do not fit {where} ({info.dim}-d, {info.embedder})")
+    return vectors
+
+
 def candidates(k: int) -> int:
     """How many results each side of a hybrid search fetches before fusion."""
     return max(4 * k, 40)

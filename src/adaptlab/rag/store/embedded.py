@@ -21,7 +21,7 @@ import numpy as np
 
 from adaptlab.rag.chunk import Chunk
 from adaptlab.rag.store.ann import VectorIndex
-from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, fuse
+from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, check_vectors, fuse
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +169,7 @@ class EmbeddedStore:
             self._dirty = True
 
     def upsert(self, source: str, digest: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        info = self.info
-        if info is None:
-            raise StoreError("set_info(embedder, dim) before the first upsert")
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        if vectors.shape[1] != info.dim:
-            raise StoreError(f"{vectors.shape[1]}-d vectors do not fit {self.path} ({info.dim}-d, {info.embedder})")
+        vectors = check_vectors(self.info, chunks, vectors, str(self.path))
         with self.batch():
             self._remove_source(source)
             ids = []

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from adaptlab.rag.chunk import Chunk
-from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, fuse
+from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, check_vectors, fuse
 
 PREFIX = "adaptlab_rag"
 HNSW_M = 16
@@ -93,12 +93,7 @@ class PgVectorStore:
             yield
 
     def upsert(self, source: str, digest: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        info = self.info
-        if info is None:
-            raise StoreError("set_info(embedder, dim) before the first upsert")
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        if vectors.shape[1] != info.dim:
-            raise StoreError(f"{vectors.shape[1]}-d vectors do not fit {redact(self.url)} ({info.dim}-d, {info.embedder})")
+        vectors = check_vectors(self.info, chunks, vectors, str(redact(self.url)))
         with self.batch(), self.conn.cursor() as cur:
             cur.execute(f"DELETE FROM {PREFIX}_chunks WHERE source = %s", (source,))
             cur.executemany(f'INSERT INTO {PREFIX}_chunks(source, ordinal, start, "end", text, embedding) '
