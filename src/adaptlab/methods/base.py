@@ -14,6 +14,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from adaptlab.registry import lookup
+
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -78,9 +80,7 @@ def register(method: Method) -> Method:
 
 def get_method(name: str) -> Method:
     """The registered method called `name`; an unknown name lists the valid ones."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return lookup(METHODS, name, "method")
 
 
 def count_footprint(model: nn.Module) -> Footprint:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from adaptlab.data.records import Record
+from adaptlab.registry import lookup
 
 OBJECTIVES: dict[str, Any] = {}
 
@@ -39,6 +40,4 @@ def register(objective: Any) -> Any:
 
 
 def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name]
+    return lookup(OBJECTIVES, name, "objective")
