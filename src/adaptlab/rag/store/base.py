@@ -8,7 +8,7 @@ after an interruption correct. `batch()` groups several writes into one atomic c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -115,6 +115,18 @@ def check_vectors(info: StoreInfo | None, chunks: Sequence[Chunk], vectors: np.n
     if vectors.shape[1] != info.dim:
         raise StoreError(f"{vectors.shape[1]}-d vectors do not fit {where} ({info.dim}-d, {info.embedder})")
     return vectors
+
+
+def hybrid_search(dense: Callable[[np.ndarray, int], list[tuple[int, float]]],
+                  lexical: Callable[[str, int], list[tuple[int, float]]],
+                  fetch: Callable[[list[int]], dict[int, tuple]],
+                  vector: np.ndarray | None, text: str | None, k: int) -> list[Hit]:
+    """The search every store runs: dense and/or lexical candidates, fused by RRF, then the chunk rows
+    `(id, source, ordinal, start, end, text)` that `fetch` reads from the store's own tables."""
+    n = candidates(k) if vector is not None and text else k
+    fused = list(fuse(dense(vector, n) if vector is not None else [], lexical(text, n) if text else [], k))
+    rows = fetch([i for i, *_ in fused])
+    return [Hit(Chunk(*rows[i][1:]), score, dr, lr) for i, score, dr, lr in fused if i in rows]
 
 
 def candidates(k: int) -> int:

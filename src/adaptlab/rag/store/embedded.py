@@ -21,7 +21,7 @@ import numpy as np
 
 from adaptlab.rag.chunk import Chunk
 from adaptlab.rag.store.ann import VectorIndex
-from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, check_vectors, fuse
+from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, check_info, check_vectors, hybrid_search
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +200,11 @@ class EmbeddedStore:
         return [(rowid, -score) for rowid, score in rows]
 
     def search(self, vector: np.ndarray | None, text: str | None, k: int) -> list[Hit]:
-        n = candidates(k) if vector is not None and text else k
-        dense = self._dense(vector, n) if vector is not None else []
-        lexical = self._lexical(text, n) if text else []
-        fused = list(fuse(dense, lexical, k))
-        rows = {r[0]: r for r in self.db.execute(
-            f'SELECT id, source, ordinal, start, "end", text FROM chunks WHERE id IN ({",".join("?" * len(fused))})',
-            [i for i, *_ in fused])}
-        return [Hit(Chunk(*rows[i][1:]), score, dr, lr) for i, score, dr, lr in fused if i in rows]
+        return hybrid_search(self._dense, self._lexical, self._rows, vector, text, k)
+
+    def _rows(self, ids: list[int]) -> dict[int, tuple]:
+        return {r[0]: r for r in self.db.execute(
+            f'SELECT id, source, ordinal, start, "end", text FROM chunks WHERE id IN ({",".join("?" * len(ids))})', ids)}
 
     def close(self) -> None:
         self.db.close()

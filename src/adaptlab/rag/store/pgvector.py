@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from adaptlab.rag.chunk import Chunk
-from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, candidates, check_info, check_vectors, fuse
+from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, check_info, check_vectors, hybrid_search
 
 PREFIX = "adaptlab_rag"
 HNSW_M = 16
@@ -124,14 +124,11 @@ class PgVectorStore:
     def search(self, vector: np.ndarray | None, text: str | None, k: int) -> list[Hit]:
         if self.info is None:
             raise StoreError(f"{redact(self.url)} is empty: index documents first (adaptlab rag index DIR --store URL)")
-        n = candidates(k) if vector is not None and text else k
-        dense = self._dense(vector, n) if vector is not None else []
-        lexical = self._lexical(text, n) if text else []
-        fused = list(fuse(dense, lexical, k))
-        rows = {r[0]: r for r in self.conn.execute(
-            f'SELECT id, source, ordinal, start, "end", text FROM {PREFIX}_chunks WHERE id = ANY(%s)',
-            ([i for i, *_ in fused],))}
-        return [Hit(Chunk(*rows[i][1:]), score, dr, lr) for i, score, dr, lr in fused if i in rows]
+        return hybrid_search(self._dense, self._lexical, self._rows, vector, text, k)
+
+    def _rows(self, ids: list[int]) -> dict[int, tuple]:
+        return {r[0]: r for r in self.conn.execute(
+            f'SELECT id, source, ordinal, start, "end", text FROM {PREFIX}_chunks WHERE id = ANY(%s)', (ids,))}
 
     def close(self) -> None:
         self.conn.close()
