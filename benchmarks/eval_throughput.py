@@ -27,6 +27,11 @@ SUBJECTS = ["high_school_geography", "marketing", "nutrition", "astronomy", "soc
             "world_religions", "prehistory"]
 
 
+def _top2_margin(lls: list[float]) -> float:
+    top = sorted(lls, reverse=True)
+    return top[0] - top[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -54,7 +59,7 @@ def main() -> None:
     # the machine may be shared: alternate the two evaluators subject by subject so both see the same load,
     # and record CPU time beside wall time
     ours_s = base_s = ours_cpu = base_cpu = 0.0
-    ours_pred, base_pred, same_prompts = [], [], True
+    ours_pred, base_pred, margins, same_prompts = [], [], [], True
     items = mmlu_slice(subjects, args.per_subject)
     with tempfile.TemporaryDirectory() as workdir:
         for subject in subjects:
@@ -63,6 +68,7 @@ def main() -> None:
             scored = run_choices(model, tok, task, mine, proto, batch_size=args.batch_size)
             ours_s, ours_cpu = ours_s + time.perf_counter() - w, ours_cpu + time.process_time() - c
             ours_pred += [["A", "B", "C", "D"].index(x.answer) for x in scored]
+            margins += [_top2_margin(x.extra["loglikelihoods"]) for x in scored]
 
             w, c = time.perf_counter(), time.process_time()
             theirs = lm_eval_mmlu(model, tok, {subject: items[subject]}, batch_size=args.batch_size, workdir=workdir)
@@ -71,6 +77,8 @@ def main() -> None:
             same_prompts &= [s.context for s in mine] == [ctx for _, ctx in theirs[subject]]
 
     gold = [s.target for s in samples]
+    # where the two evaluators disagree, how close our top two choices were (nats): bf16 rounding flips near-ties
+    split = [m for m, a, b in zip(margins, ours_pred, base_pred) if a != b]
     n = len(gold)
     ours_acc = 100 * sum(p == g for p, g in zip(ours_pred, gold)) / n
     base_acc = 100 * sum(p == g for p, g in zip(base_pred, gold)) / n
@@ -78,6 +86,7 @@ def main() -> None:
         "ours_items_s": round(n / ours_s, 3), "baseline_items_s": round(n / base_s, 3),
         "ratio": round(base_s / ours_s, 3), "cpu_ratio": round(base_cpu / ours_cpu, 3), "ours_acc": round(ours_acc, 2), "baseline_acc": round(base_acc, 2),
         "agreement": round(sum(a == b for a, b in zip(ours_pred, base_pred)) / n, 4), "n": n,
+        "disagreements": len(split), "disagreement_max_margin_nats": round(max(split), 4) if split else None,
         "same_prompts": same_prompts, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "device": str(next(model.parameters()).device), "model": args.model, "subjects": len(subjects),
         "batch_size": args.batch_size, "threads": torch.get_num_threads(), "quick": args.quick,

@@ -1,10 +1,12 @@
 """Every adaptation method on the same model, data and steps: cost and quality side by side.
 
 For each method: trainable parameters and share, bytes per frozen-base parameter, peak RSS while
-training, tokens/s, final eval loss -- trained by adaptlab's own engine (`adaptlab.train.Trainer`).
-Baselines in the same run, on the same token batches: peft + transformers `Trainer` for lora, dora and
-ia3, and peft + bitsandbytes QLoRA (`BitsAndBytesConfig(load_in_4bit, nf4, double quant)`, peft's
-`prepare_model_for_kbit_training`) for qlora. ratio = tok_s / baseline_tok_s.
+training, tokens/s (real tokens, after one warm-up step), eval loss after the timed steps -- trained by
+adaptlab's own engine (`adaptlab.train.Trainer`) on packed rows. Baselines in the same run, on the same
+GSM8K examples written the way a typical user writes them (benchmarks/baseline.py: peft + transformers
+`Trainer`, padding to seq_len, no packing): lora, dora and ia3 through peft, qlora through peft +
+bitsandbytes (`BitsAndBytesConfig(load_in_4bit, nf4, double quant)`, `prepare_model_for_kbit_training`).
+ratio = tok_s / baseline_tok_s.
 
 Full mode (default): SmolLM2-135M, each run in its own process so peak RSS is that run's own.
 --quick (< 50 s): a tiny random Llama saved to a temp folder, fewer steps, all runs in this process
@@ -23,11 +25,17 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from baseline import peft_trainer_tok_s
+
+from adaptlab.methods.base import DEFAULT_TARGETS
+
 METHODS = ["lora", "dora", "ia3", "qlora", "qalora", "loftq", "full"]
-BASELINES = {"lora": "peft", "dora": "peft", "ia3": "peft", "qlora": "bnb"}
+BASELINES = {m: m for m in ("lora", "dora", "ia3", "qlora", "full")}  # method -> its peft baseline (baseline.py)
 QUANT_TARGET = {"qlora", "qalora"}  # frozen base <= 0.30x the bf16 base
 
 
@@ -56,80 +64,59 @@ class PeakRSS:
 
 
 def settings(quick: bool, model: str) -> dict:
+    """Ours trains on `rows` packed rows of seq_len; the baseline on `per_step` padded examples: about the
+    same real tokens per step (GSM8K examples average ~170 tokens)."""
     if quick:
-        return {"model": model, "seq_len": 128, "batch_size": 1, "max_steps": 2, "limit": 10, "eval_max": 2}
-    return {"model": model, "seq_len": 256, "batch_size": 4, "max_steps": 20, "limit": 200, "eval_max": 16}
+        return {"model": model, "seq_len": 128, "rows": 1, "per_step": 2, "steps": 2, "limit": 16, "eval_max": 2}
+    return {"model": model, "seq_len": 512, "rows": 3, "per_step": 8, "steps": 8, "limit": 200, "eval_max": 16}
+
+
+def lora_settings(method: str, s: dict) -> dict:
+    # the tiny model's 64 inputs / 16 per group leave 4 pooled channels for QA-LoRA, so rank 4 there
+    return {"r": 4 if s.get("tiny") else 8, "alpha": 16, "target_modules": list(DEFAULT_TARGETS)}
 
 
 def train_config(method: str, s: dict):
     from adaptlab.config import TrainConfig
     from adaptlab.methods import MethodConfig
 
-    # the tiny model's 64 inputs / 16 per group leave 4 pooled channels for QA-LoRA, so rank 4 there
-    mcfg = {"name": method, "r": 4 if s.get("tiny") else 8, "alpha": 16, "group_size": 16 if s.get("tiny") else 64}
-    return TrainConfig(model=s["model"], method=MethodConfig(**mcfg), seq_len=s["seq_len"], batch_size=s["batch_size"],
-                       max_steps=s["max_steps"], packing=True, seed=0, eval_every=0, save_every=0, loggers=[],
+    mcfg = MethodConfig(name=method, group_size=16 if s.get("tiny") else 64, **lora_settings(method, s))
+    return TrainConfig(model=s["model"], method=mcfg, seq_len=s["seq_len"], batch_size=s["rows"],
+                       max_steps=s["steps"] + 1, packing=True, seed=0, eval_every=0, save_every=0, loggers=[],
                        data={"train": "gsm8k", "limit": s["limit"], "eval_fraction": 0.2, "eval_max": s["eval_max"]},
                        optim={"lr": 3e-3 if method == "ia3" else 2e-4, "warmup_steps": 1},
                        output_dir=tempfile.mkdtemp(prefix=f"bench-{method}-"))
 
 
 def run_ours(method: str, s: dict) -> dict:
-    """Train with adaptlab's engine; report footprint, peak RSS, tokens/s and the final eval loss."""
+    """adaptlab's engine: set up (quantizing where the method does), one warm-up step, `steps` timed
+    steps, then the eval loss; footprint, peak RSS and tokens/s."""
     from adaptlab.train import Trainer
 
     with PeakRSS() as peak:
         trainer = Trainer(train_config(method, s))
-        result = trainer.run()
+        trainer.setup()
+        trainer.train_step(0)
+        tokens, t0 = 0, time.perf_counter()
+        for step in range(1, s["steps"] + 1):
+            tokens += trainer.train_step(step)[1]
+        seconds = time.perf_counter() - t0
+        eval_loss = trainer.evaluate()
     fp = trainer.footprint
     return {"trainable_params": fp.trainable_params, "trainable_share": fp.trainable_share,
             "base_bytes_per_param": fp.base_bytes_per_param, "peak_mb": round(peak.peak, 1),
-            "tok_s": result.tokens_per_s, "eval_loss": result.eval_losses[-1][1] if result.eval_losses else None}
+            "tok_s": tokens / seconds, "eval_loss": eval_loss}
 
 
 def run_baseline(method: str, s: dict) -> dict:
-    """peft (+ bitsandbytes for qlora) + transformers Trainer on the very batches adaptlab trains on."""
-    from peft import IA3Config, LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
-
-    from adaptlab.models import load_model, load_tokenizer
+    """peft (+ bitsandbytes for qlora) + transformers Trainer on the same examples, padded (baseline.py)."""
     from adaptlab.train.loop import split_records
-    from adaptlab.train.objectives import get_objective
 
-    cfg = train_config(method, s)
-    batches = get_objective("sft").batches(split_records(cfg)[0], load_tokenizer(s["model"]), cfg)
-    path = load_model(s["model"], dtype="bf16", device="cpu").path
-    rows = [{"input_ids": b.input_ids[i], "labels": b.labels[i]} for b in batches for i in range(len(b.input_ids))]
-    steps = s["max_steps"]
-    tokens = sum(batches[i % len(batches)].n_real_tokens for i in range(steps))  # what adaptlab counts
-
+    records = split_records(train_config(method, s))[0][: s["per_step"] * (s["steps"] + 1)]
     with PeakRSS() as peak:
-        if BASELINES[method] == "bnb":
-            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                       bnb_4bit_compute_dtype=torch.bfloat16)
-            model = prepare_model_for_kbit_training(AutoModelForCausalLM.from_pretrained(path, quantization_config=quant))
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
-        config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]) \
-            if method == "ia3" else LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", use_dora=method == "dora")
-        model = get_peft_model(model, config)
-
-        class Timer(TrainerCallback):
-            seconds = 0.0
-
-            def on_step_begin(self, *a, **k):
-                self.t0 = time.perf_counter()
-
-            def on_step_end(self, *a, **k):
-                Timer.seconds += time.perf_counter() - self.t0
-
-        args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=s["batch_size"],
-                                 max_steps=steps, learning_rate=2e-4, bf16=True, use_cpu=not torch.cuda.is_available(),
-                                 report_to=[], save_strategy="no", logging_strategy="no", dataloader_num_workers=0,
-                                 remove_unused_columns=False, disable_tqdm=True)
-        collate = lambda xs: {k: torch.stack([x[k] for x in xs]) for k in xs[0]}
-        Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Timer()]).train()
-    return {"tok_s": tokens / max(Timer.seconds, 1e-9), "peak_mb": round(peak.peak, 1)}
+        result = peft_trainer_tok_s(BASELINES[method], s["model"], records, s["seq_len"], s["per_step"], s["steps"],
+                                    lora_settings(method, s), lr=2e-4)
+    return {"tok_s": result["tok_s"], "peak_mb": round(peak.peak, 1)}
 
 
 def layer_speed(reps: int = 5) -> dict:
@@ -192,8 +179,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny model, in-process, < 50 s")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (after one warm-up step)")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,9 +196,7 @@ def main() -> None:
     s = settings(args.quick, tiny_model_dir() if args.quick else args.model)
     s["tiny"] = args.quick
     if args.steps:
-        s["max_steps"] = args.steps
-    if args.batch_size:
-        s["batch_size"] = args.batch_size
+        s["steps"] = args.steps
     measure = (lambda kind, m: (run_ours if kind == "ours" else run_baseline)(m, s)) if args.quick else \
         (lambda kind, m: in_subprocess(kind, m, s))
     results = {}
@@ -234,7 +218,8 @@ def main() -> None:
             row["base_vs_bf16"] = row["base_bytes_per_param"] / 2.0
     results["_layer_ms"] = layer_speed() if not torch.cuda.is_available() else None
     results["_meta"] = {"model": "tiny-llama (random)" if args.quick else args.model, "quick": args.quick,
-                        "steps": s["max_steps"], "seq_len": s["seq_len"], "batch_size": s["batch_size"],
+                        "timed_steps": s["steps"], "seq_len": s["seq_len"], "packed_rows": s["rows"],
+                        "baseline_examples_per_step": s["per_step"],
                         "torch_threads": torch.get_num_threads(), "device": "cuda" if torch.cuda.is_available() else "cpu",
                         "seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(results))

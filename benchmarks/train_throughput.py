@@ -2,9 +2,9 @@
 
 Same model (builtin SmolLM2-135M), same GSM8K examples (real, variable length), seq len 512, about the
 same real tokens per optimizer step (the baseline's 8 padded examples ~ adaptlab's 3 packed rows of 512),
-bf16 compute on both sides. The baseline pads every example to 512
-tokens with no packing and computes logits for every position (`Trainer` + `DataCollatorWithPadding`
-style). adaptlab packs, keeps the frozen base in bf16 and computes logits only at response tokens.
+bf16 compute on both sides. The baseline (benchmarks/baseline.py) pads every example to 512 tokens
+with no packing and computes logits for every position. adaptlab packs, keeps the frozen base in bf16
+and computes logits only at response tokens.
 Only real (non-pad) tokens count. Each side runs in its own process (peak memory is per process);
 the first step of each side is warm-up and is not timed.
 
@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from matmul_peak import matmul_gflops  # noqa: E402
+from baseline import peft_trainer_tok_s
+from matmul_peak import matmul_gflops
 
 MODEL = "smollm2-135m"
 SEQ_LEN = 512
@@ -39,14 +40,14 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(method: str, n_examples: int, steps: int, queue) -> None:
+def run_ours(method: str, n_examples: int, steps: int, rows: int, queue) -> None:
     from adaptlab.config import TrainConfig
     from adaptlab.train.loop import Trainer
 
-    # packed rows of 512 tokens; gsm8k examples average ~170 tokens, so 3 rows hold ~8 examples
+    # packed rows of 512 tokens; gsm8k examples average ~170 tokens, so 3 rows hold ~8 examples (1 row ~3)
     cfg = TrainConfig(model=MODEL, method={"name": method, **(LORA if method == "lora" else {})},
                       data={"train": "gsm8k", "limit": 2 * n_examples, "eval_fraction": 0.0},
-                      optim={"lr": 1e-4, "warmup_steps": 0}, seq_len=SEQ_LEN, batch_size=3, grad_accum=1,
+                      optim={"lr": 1e-4, "warmup_steps": 0}, seq_len=SEQ_LEN, batch_size=rows, grad_accum=1,
                       max_steps=steps + 1, eval_every=0, save_every=0, output_dir="/tmp/adaptlab-bench-ours",
                       loggers=[])
     trainer = Trainer(cfg)
@@ -60,53 +61,11 @@ def run_ours(method: str, n_examples: int, steps: int, queue) -> None:
                "params": sum(p.numel() for p in trainer.model.parameters())})
 
 
-def run_baseline(method: str, n_examples: int, steps: int, queue) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
-
+def run_baseline(method: str, n_examples: int, steps: int, per_step: int, queue) -> None:
     from adaptlab.data import load_records
-    from adaptlab.data.templates import tokenize_record
-    from adaptlab.models.registry import resolve
 
-    path, _ = resolve(MODEL)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    if method == "lora":
-        model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
-                                                 target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
-    records = load_records("gsm8k", limit=n_examples)
-    rows = [tokenize_record(r, tok, max_len=SEQ_LEN) for r in records]
-    real_tokens: list[int] = []
-
-    def collate(batch):
-        # what most user scripts do: pad to max_length, labels = -100 on prompt and padding
-        ids = torch.full((len(batch), SEQ_LEN), tok.pad_token_id)
-        labels = torch.full((len(batch), SEQ_LEN), -100)
-        mask = torch.zeros((len(batch), SEQ_LEN), dtype=torch.long)
-        for i, ex in enumerate(batch):
-            ids[i, : len(ex)] = torch.tensor(ex.input_ids)
-            labels[i, : len(ex)] = torch.tensor(ex.labels)
-            mask[i, : len(ex)] = 1
-        real_tokens.append(int(mask.sum()))
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    stamps: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
-
-    args = TrainingArguments(output_dir="/tmp/adaptlab-bench-baseline", per_device_train_batch_size=EXAMPLES_PER_STEP,
-                             max_steps=steps + 1, learning_rate=1e-4, bf16=True, logging_steps=1000,
-                             save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
-                             remove_unused_columns=False, disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
-    seconds = stamps[-1] - stamps[0]
-    tokens = sum(real_tokens[1: len(stamps)])  # steps after the first
-    queue.put({"tok_s": tokens / seconds, "peak_mb": peak_mb(), "tokens": tokens})
+    result = peft_trainer_tok_s(method, MODEL, load_records("gsm8k", limit=n_examples), SEQ_LEN, per_step, steps, LORA)
+    queue.put({**result, "peak_mb": peak_mb()})
 
 
 def in_process(target, *args) -> dict:
@@ -121,23 +80,28 @@ def in_process(target, *args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 timed steps per side (< 50 s on an idle 2-core CPU)")
-    parser.add_argument("--methods", default="lora,full")
+    parser.add_argument("--quick", action="store_true",
+                        help="LoRA only, 3 examples (1 packed row) per step, 2 timed steps per side (< 50 s)")
+    parser.add_argument("--methods", default=None, help="comma-separated: lora,full (default both; --quick: lora)")
     args = parser.parse_args()
+    start = time.perf_counter()
+    methods = (args.methods or ("lora" if args.quick else "lora,full")).split(",")
     steps = 2 if args.quick else 8
-    n_examples = EXAMPLES_PER_STEP * (steps + 1)
+    per_step, rows = (3, 1) if args.quick else (EXAMPLES_PER_STEP, 3)
+    n_examples = per_step * (steps + 1)
     peak = matmul_gflops(__import__("torch").bfloat16, seconds=1.0 if args.quick else 3.0) * 1e9
-    out: dict = {"model": MODEL, "seq_len": SEQ_LEN, "examples_per_step": EXAMPLES_PER_STEP, "timed_steps": steps,
+    out: dict = {"model": MODEL, "seq_len": SEQ_LEN, "examples_per_step": per_step, "timed_steps": steps,
                  "bf16_peak_gflops": round(peak / 1e9, 1), "quick": args.quick}
-    for method in args.methods.split(","):
-        ours = in_process(run_ours, method, n_examples, steps)
-        base = in_process(run_baseline, method, n_examples, steps)
+    for method in methods:
+        ours = in_process(run_ours, method, n_examples, steps, rows)
+        base = in_process(run_baseline, method, n_examples, steps, per_step)
         flops_per_token = (6 if method == "full" else 4) * ours["params"]
         out[method] = {"ours_tok_s": round(ours["tok_s"], 1), "baseline_tok_s": round(base["tok_s"], 1),
                        "ratio": round(ours["tok_s"] / base["tok_s"], 2), "ours_peak_mb": round(ours["peak_mb"]),
                        "baseline_peak_mb": round(base["peak_mb"]),
                        "mfu": round(ours["tok_s"] * flops_per_token / peak, 4),
                        "baseline_mfu": round(base["tok_s"] * flops_per_token / peak, 4)}
+    out["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out))
 
 

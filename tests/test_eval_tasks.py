@@ -6,7 +6,7 @@ import pytest
 
 from adaptlab.eval import builtin_tasks, kinds
 from adaptlab.eval.runner import aggregate, evaluate, evaluate_task
-from adaptlab.eval.tasks import TASKS, Protocol, Sample, get_task, select
+from adaptlab.eval.tasks import TASKS, Protocol, Sample, Task, get_task, select
 from adaptlab.models import tiny_llama
 
 
@@ -99,7 +99,7 @@ def test_runner_records_protocol_and_samples(tiny):
     results = evaluate(model, tok, ["mmlu", "sentiment"], limit=6, seed=3, log_samples=True)
     r = results["mmlu"].to_dict()
     assert r["protocol"] == {"shots": 5, "chat_template": False, "extraction": "flexible", "average": "micro",
-                             "limit": 6, "seed": 3}
+                             "limit": 6, "seed": 3, "samples": 1, "temperature": 0.0}
     assert r["n"] == 6 and len(r["samples"]) == 6 and "acc_macro" in r["metrics"]
     assert {"prompt", "output", "scores", "target"} <= r["samples"][0].keys()
     assert 0.0 <= r["score"] <= 100.0
@@ -136,9 +136,47 @@ def test_registry_has_one_entry_per_builtin():
     get_task("mmlu")
     assert {"mmlu", "gsm8k", "humaneval", "bbh", "nq_open", "triviaqa", "sentiment"} <= set(TASKS)
     for t in TASKS.values():
-        assert t.kind in kinds.KINDS and (t.metric in kinds.METRICS or t.metric in kinds.CHOICE_METRICS + kinds.CODE_METRICS)
+        assert t.kind in kinds.KINDS and (t.metric in kinds.METRICS or t.metric in kinds.CHOICE_METRICS or t.metric == "pass@1")
 
 
 def test_protocol_overrides_ignore_none():
     p = get_task("bbh").protocol(shots=None, extraction="strict", average=None)
     assert p == Protocol(shots=3, extraction="strict", average="macro")
+
+
+def _code_task():
+    build = lambda p: [Sample(id=f"t{i}", context="def f():\n", target="assert f() == 1\n") for i in range(3)]
+    return Task("toy_code", "test", "code", "pass@1", 0, build, max_new_tokens=8)
+
+
+def test_pass_at_k_counts_every_sampled_program(tiny, monkeypatch):
+    """Half of each item's completions are right: pass@1 = 1/2 and pass@10 = 1 - C(5,10)/C(10,10) = 1
+    by the unbiased estimator; the programs really run in the sandbox."""
+    calls = {}
+
+    def fake_generate(model, tokenizer, prompts, temperature=0.0, **kw):
+        calls["prompts"], calls["temperature"] = len(prompts), temperature
+        return ["    return 1" if i % 2 else "    return 2" for i in range(len(prompts))]
+
+    monkeypatch.setattr(kinds.scoring, "generate", fake_generate)
+    model, tok = tiny
+    task = _code_task()
+    r = evaluate_task(model, tok, task, task.protocol(samples=10, temperature=0.8), log_samples=True)
+    assert calls == {"prompts": 30, "temperature": 0.8}
+    assert r.metrics["pass@1"] == pytest.approx(50.0) and r.metrics["pass@10"] == pytest.approx(100.0)
+    assert "pass@100" not in r.metrics
+    assert r.samples[0]["passed"] == 5 and len(r.samples[0]["completions"]) == 10
+    r4 = evaluate_task(model, tok, task, task.protocol(samples=4, temperature=0.8))
+    assert set(r4.metrics) == {"pass@1"} and r4.score == pytest.approx(50.0)
+
+
+def test_sampled_completions_differ_and_greedy_needs_one_sample(tiny):
+    model, tok = tiny
+    task = _code_task()
+    r = evaluate_task(model, tok, task, task.protocol(limit=1, samples=4, temperature=1.0, seed=3), log_samples=True)
+    completions = r.samples[0]["completions"]
+    assert len(completions) == 4 and len(set(completions)) > 1   # a random model at T=1 rarely repeats itself
+    again = evaluate_task(model, tok, task, task.protocol(limit=1, samples=4, temperature=1.0, seed=3), log_samples=True)
+    assert again.samples[0]["completions"] == completions          # seeded
+    with pytest.raises(ValueError, match="temperature"):
+        task.protocol(samples=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,28 +97,59 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, tiny_dir):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
-def test_two_processes_follow_one_process(tmp_path, tiny_dir):
+def torchrun(*args: str, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                           "-m", "adaptlab.cli", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("parallel", "method", "port"), [("ddp", "lora", 29533), ("fsdp", "lora", 29534),
+                                                          ("fsdp", "full", 29535)])
+def test_two_processes_follow_one_process(tmp_path, tiny_dir, parallel, method, port):
     """2 processes x grad_accum 1 and 1 process x grad_accum 2 see the same global batch each step;
-    the loss trajectories agree to fp32 summation-order noise (rtol 1e-4)."""
-    recipe = make_recipe(tmp_path, tiny_dir, max_steps=6, eval_every=0, save_every=0)
+    the loss trajectories and final weights agree to fp32 summation-order noise (rtol 1e-4), whether the
+    processes replicate the model (ddp) or shard it (fsdp)."""
+    recipe = make_recipe(tmp_path, tiny_dir, max_steps=6, eval_every=3, save_every=0, method__name=method,
+                         optim__lr=3e-3 if method == "lora" else 1e-3)
     one = run_cli("train", str(recipe), f"output_dir={tmp_path / 'one'}", "grad_accum=2")
     assert one.wait(timeout=600) == 0, one.stdout.read()
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                          "-m", "adaptlab.cli", "train", str(recipe), f"output_dir={tmp_path / 'two'}", "grad_accum=1"],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    two = torchrun("train", str(recipe), f"output_dir={tmp_path / 'two'}", "grad_accum=1", f"parallel={parallel}",
+                   port=port)
     assert two.returncode == 0, two.stdout + two.stderr
 
-    def losses(d):
-        return [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-
-    one_l, two_l = losses("one"), losses("two")
+    one_l, two_l = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one_l) == len(two_l) == 6
     torch.testing.assert_close(torch.tensor(two_l), torch.tensor(one_l), rtol=1e-4, atol=1e-5)
-    assert manifest_world(tmp_path / "two") == 2
+    a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["parallel"] == parallel
+    assert (tmp_path / "two" / "final" / "adaptlab.json").exists()
 
 
-def manifest_world(run: Path) -> int:
-    return json.loads((run / "manifest.json").read_text())["world_size"]
+def test_fsdp_run_resumes_from_its_sharded_checkpoint(tmp_path, tiny_dir):
+    """Under fsdp the checkpoint holds the gathered weights and optimizer state; a run that lost its last
+    checkpoint resumes from the one before and ends where an uninterrupted single process ends."""
+    recipe = make_recipe(tmp_path, tiny_dir, method__name="full", optim__lr=1e-3, max_steps=6, eval_every=0,
+                         save_every=3)
+    one = run_cli("train", str(recipe), f"output_dir={tmp_path / 'one'}", "grad_accum=2")
+    assert one.wait(timeout=600) == 0, one.stdout.read()
+    args = ("train", str(recipe), f"output_dir={tmp_path / 'two'}", "grad_accum=1", "parallel=fsdp")
+    first = torchrun(*args, port=29536)
+    assert first.returncode == 0, first.stdout + first.stderr
+    shutil.rmtree(tmp_path / "two" / "checkpoints" / "step-000006")   # as if killed after step 3's checkpoint
+    resumed = torchrun(*args, "--resume", port=29537)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["resumed_from_step"] == 3
+    a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
 def test_fine_tuned_model_stops_at_end_of_turn(tmp_path, tiny_dir):
@@ -139,3 +171,12 @@ def test_fine_tuned_model_stops_at_end_of_turn(tmp_path, tiny_dir):
     new = out[0, ids.shape[1]:].tolist()
     assert tok.eos_token_id in new, tok.decode(new)
     assert tok.decode(new[: new.index(tok.eos_token_id)]).strip() == "Apple."
+
+
+def test_parallel_auto_follows_accelerate_fsdp_config(monkeypatch):
+    from adaptlab.train.distributed import World, choose_parallel
+
+    two = World(rank=0, size=2)
+    assert choose_parallel("auto", two) == "ddp" and choose_parallel("auto", World()) == "single"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")   # what `accelerate launch` sets for an FSDP config
+    assert choose_parallel("auto", two) == "fsdp" and choose_parallel("ddp", two) == "ddp"

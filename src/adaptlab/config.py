@@ -51,6 +51,10 @@ class TrainConfig(Strict):
     packing: bool = True
     dtype: str = Field("auto", description="auto | bf16 | fp16 | fp32: the compute dtype")
     device: str = "auto"
+    parallel: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="with several processes: ddp replicates the model and all-reduces gradients; fsdp "
+        "shards parameters, gradients and optimizer state (FSDP2, one unit per decoder layer); auto = fsdp when "
+        "`accelerate launch` runs with an FSDP config, else ddp")
     seed: int = 42
     eval_every: int = Field(25, ge=0, description="0 turns periodic eval off")
     save_every: int = Field(50, ge=0, description="checkpoint every N steps; 0 only at the end")

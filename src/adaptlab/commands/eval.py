@@ -68,6 +68,9 @@ def eval_cmd(
     extraction: str = typer.Option("flexible", help="answer extraction for generated answers: strict | flexible"),
     average: str = typer.Option(None, help="micro | macro (default: each task's standard)"),
     seed: int = typer.Option(0, help="seed for the limited subset and for sampling"),
+    samples: int = typer.Option(None, help="completions per item; code tasks report pass@k for k = 1, 10, 100 "
+                                "up to this number (needs --temperature > 0)"),
+    temperature: float = typer.Option(None, help="sampling temperature (default 0: greedy)"),
     batch_size: int = typer.Option(None, help="batch size (default: 16 for scoring, 8 for generation)"),
     dtype: str = typer.Option("auto", help="auto (bf16 where supported) | bf16 | fp16 | fp32"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
@@ -77,7 +80,7 @@ def eval_cmd(
     """Evaluate a model on tasks (mmlu, gsm8k, humaneval, bbh, nq_open, triviaqa, sentiment or a custom YAML)."""
     from adaptlab.eval.runner import evaluate
     from adaptlab.eval.suite import get_suite
-    from adaptlab.eval.tasks import TASKS, get_task
+    from adaptlab.eval.tasks import TASKS, Protocol, get_task
 
     if extraction not in ("strict", "flexible"):
         fail(f"--extraction {extraction!r}: choose strict or flexible")
@@ -91,6 +94,7 @@ def eval_cmd(
             fail(f"give --tasks (one or more of: {', '.join(sorted(TASKS))}) or --suite")
         for name in names:
             get_task(name)
+        Protocol(shots=0, samples=samples or 1, temperature=temperature or 0.0)   # bad sampling options fail here
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
 
@@ -99,7 +103,8 @@ def eval_cmd(
     with Progress(*columns, console=console, transient=False) as progress:
         results = evaluate(model_obj, tokenizer, names, shots=shots, log_samples=log_samples,
                            progress=_Bars(progress), batch_size=batch_size, limit=limit, seed=seed,
-                           chat_template=chat_template, extraction=extraction, average=average)
+                           chat_template=chat_template, extraction=extraction, average=average,
+                           samples=samples, temperature=temperature)
     _render(results, the_suite, model, adapter)
     if output:
         payload = {"model": model, "adapter": str(adapter) if adapter else None, "suite": suite,
@@ -114,7 +119,8 @@ def eval_cmd(
 
 def _protocol(p) -> str:
     return (f"{p.shots}-shot, chat {'on' if p.chat_template else 'off'}, {p.extraction}, {p.average}, "
-            f"limit {p.limit if p.limit else 'all'}, seed {p.seed}")
+            f"limit {p.limit if p.limit else 'all'}, seed {p.seed}"
+            + (f", {p.samples} samples at T={p.temperature}" if p.samples > 1 else ""))
 
 
 def _render(results, the_suite, model: str, adapter) -> None:

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from adaptlab.eval import metrics, sandbox, scoring
 from adaptlab.eval.tasks import Protocol, Sample, Task
 
@@ -67,7 +69,7 @@ METRICS: dict[str, Callable[[str, list[str]], float]] = {
     "exact_match_raw": _raw_match,
 }
 CHOICE_METRICS = ("acc", "acc_norm")       # multiple_choice / classify
-CODE_METRICS = ("pass@1",)
+PASS_AT = (1, 10, 100)                     # code: the k of pass@k reported when samples >= k
 
 
 # ----------------------------------------------------------------- kinds
@@ -105,16 +107,26 @@ def run_generate(model, tokenizer, task: Task, samples: list[Sample], protocol: 
 
 def run_code(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
              progress: scoring.Progress | None = None, batch_size: int = 8) -> list[Scored]:
-    """Greedy completion (n = 1), program = prompt + completion + tests, run in the sandbox; pass@1 by
-    the unbiased estimator with n = 1."""
-    outputs = scoring.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
-                               stop=list(task.stop), batch_size=batch_size, progress=progress)
+    """n = protocol.samples completions per item (greedy when n = 1, else sampled at protocol.temperature);
+    each program = prompt + completion + tests runs in the sandbox; with c of n passing, pass@k for every
+    k in PASS_AT with k <= n by the unbiased estimator (Chen et al. 2021)."""
+    n = protocol.samples
+    if protocol.temperature > 0:
+        torch.manual_seed(protocol.seed)
+    outputs = scoring.generate(model, tokenizer, [s.context for s in samples for _ in range(n)],
+                               max_new_tokens=task.max_new_tokens, stop=list(task.stop), batch_size=batch_size,
+                               temperature=protocol.temperature, progress=_per_item(progress, [n] * len(samples)))
     out = []
-    for s, completion in zip(samples, outputs):
-        result = sandbox.run_program(f"{s.context}{completion}\n\n{s.target}")
-        out.append(Scored(s, {"pass@1": metrics.pass_at_k(1, int(result.passed), 1)}, output=completion,
-                          extra={"timed_out": result.timed_out, "stderr": result.stderr[-500:],
-                                 "isolation": list(result.isolation)}))
+    for i, s in enumerate(samples):
+        completions = outputs[i * n: (i + 1) * n]
+        results = [sandbox.run_program(f"{s.context}{c}\n\n{s.target}") for c in completions]
+        passed = sum(r.passed for r in results)
+        scores = {f"pass@{k}": metrics.pass_at_k(n, passed, k) for k in PASS_AT if k <= n}
+        first = results[0]
+        out.append(Scored(s, scores, output=completions[0],
+                          extra={"passed": passed, "n": n, "timed_out": first.timed_out, "stderr": first.stderr[-500:],
+                                 "isolation": list(first.isolation),
+                                 **({"completions": completions} if n > 1 else {})}))
     return out
 
 

@@ -23,6 +23,15 @@ class Protocol:
     average: Literal["micro", "macro"] = "micro"             # over items, or over groups (subjects/subtasks)
     limit: int | None = None             # items per task, stratified over groups
     seed: int = 0                        # for the stratified subset and for sampling
+    samples: int = 1                     # completions per item (code: pass@k for every standard k <= samples)
+    temperature: float = 0.0             # 0: greedy; > 0: sampled (needed when samples > 1)
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError(f"samples={self.samples} needs a temperature > 0: greedy decoding gives the same "
+                             "completion every time (Chen et al. 2021 sample at 0.8 for pass@10 and pass@100)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,8 @@
 
     <output_dir>/checkpoints/step-000050/
         trainable.safetensors   the trainable parameters (only those: a LoRA checkpoint stays small)
-        optimizer.pt            optimizer + scheduler state (tensors and numbers; read with weights_only=True)
+        optimizer.pt            optimizer + scheduler state (tensors and numbers; read with weights_only=True;
+                                under fsdp the optimizer state is gathered whole and keyed by parameter name)
         state.json              step and the torch RNG state
 
 Each checkpoint is written into a temporary folder and renamed into place, so a run killed at any
@@ -22,7 +23,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from adaptlab.train.distributed import full_state_dict, is_sharded
+
 PREFIX = "step-"
+
+
+def _optimizer_keys(optimizer_state: dict) -> str:
+    """torch's optimizer.state_dict() keys parameters by index; the fsdp (gathered) form by name."""
+    return "names" if any(isinstance(k, str) for k in optimizer_state.get("state", {})) else "ids"
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -38,15 +46,33 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(output_dir: str | Path, step: int, model: nn.Module, optimizer, scheduler, keep_last: int) -> Path:
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+
+
+def trainable_state(model: nn.Module, optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The trainable parameters by name and the optimizer state, whole. Under fsdp this gathers the
+    shards (every process must call it; the main process gets the tensors)."""
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        params = {n: t for n, t in full_state_dict(model, trainable_only=True).items() if n in trainable}
+        return params, get_optimizer_state_dict(model, optimizer, options=_full_options())
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, optimizer.state_dict()
+
+
+def save_checkpoint(output_dir: str | Path, step: int, params: dict[str, torch.Tensor], optimizer_state: dict,
+                    scheduler, keep_last: int) -> Path:
     root = checkpoint_dir(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        params = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-        save_file(params, tmp / "trainable.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-        state = {"step": step, "torch_rng": torch.get_rng_state().tolist()}
+        save_file({n: t.contiguous() for n, t in params.items()}, tmp / "trainable.safetensors")
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        state = {"step": step, "torch_rng": torch.get_rng_state().tolist(), "optimizer_keys": _optimizer_keys(optimizer_state)}
         (tmp / "state.json").write_text(json.dumps(state))
         final = root / f"{PREFIX}{step:06d}"
         if final.exists():
@@ -67,12 +93,22 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> int:
     missing = [n for n in params if n not in named]
     if missing:
         raise ValueError(f"checkpoint {path} does not match this model/method (unknown parameters: {missing[:3]})")
-    with torch.no_grad():
-        for n, t in params.items():
-            named[n].copy_(t)
     opt = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
-    optimizer.load_state_dict(opt["optimizer"])
-    scheduler.load_state_dict(opt["scheduler"])
     state = json.loads((path / "state.json").read_text())
+    wanted = "names" if is_sharded(model) else "ids"
+    if state.get("optimizer_keys", "ids") != wanted:
+        raise ValueError(f"checkpoint {path} was written with parallel={'fsdp' if wanted == 'ids' else 'ddp'}; "
+                         "resume it with the same `parallel` setting")
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        set_model_state_dict(model, params, options=_full_options())
+        set_optimizer_state_dict(model, optimizer, opt["optimizer"], options=_full_options())
+    else:
+        with torch.no_grad():
+            for n, t in params.items():
+                named[n].copy_(t)
+        optimizer.load_state_dict(opt["optimizer"])
+    scheduler.load_state_dict(opt["scheduler"])
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return int(state["step"])

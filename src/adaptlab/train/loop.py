@@ -27,7 +27,8 @@ from adaptlab.methods import get_method
 from adaptlab.methods.artifact import save_artifact
 from adaptlab.models import auto_device, auto_dtype, load_model
 from adaptlab.train import checkpoint as ckpt
-from adaptlab.train.distributed import World, all_reduce_sum, barrier, close, init_world, sync_gradients
+from adaptlab.train.distributed import (World, all_reduce_sum, barrier, choose_parallel, close, full_state_dict,
+                                        init_world, shard_model, sync_gradients)
 from adaptlab.train.loggers import open_loggers
 from adaptlab.train.manifest import write_manifest
 from adaptlab.train.objectives import get_objective
@@ -122,16 +123,15 @@ class Trainer:
         self.objective = get_objective(cfg.objective)
         self.method = get_method(cfg.method.name)
         train_records, eval_records = split_records(cfg)
-        # full fine-tuning keeps fp32 master weights; adapter methods keep the frozen base in the compute dtype
-        weights = "fp32" if cfg.method.name == "full" else str(self.compute_dtype).removeprefix("torch.")
-        loaded = load_model(cfg.model, dtype=weights, device=str(device))
-        self.tokenizer = loaded.tokenizer
-        self.model = self.method.apply(loaded.model, cfg.method)
+        self.tokenizer, self.model = self.build_model(device)
         self.model.train()
+        self.footprint = self.method.footprint(self.model)
+        self.parallel = choose_parallel(cfg.parallel, self.world)
+        # loss(batch) -> (summed loss, target count); under fsdp through the sharded root
+        self.unit = shard_model(self.model, self.objective.loss, device.type) if self.parallel == "fsdp" else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError(f"method {cfg.method.name!r} left no trainable parameter")
-        self.footprint = self.method.footprint(self.model)
 
         self.train_batches = self.objective.batches(train_records, self.tokenizer, cfg)
         self.eval_batches = self.objective.batches(eval_records, self.tokenizer, cfg) if eval_records else []
@@ -149,9 +149,29 @@ class Trainer:
             write_manifest(self.out / "manifest.json", config=cfg.model_dump(), seed=cfg.seed,
                            world_size=self.world.size,
                            data_hashes={"train": data_hash(train_records), "eval": data_hash(eval_records)},
-                           extra={"resumed_from_step": self.start_step, "footprint": self.footprint.as_dict(),
+                           extra={"resumed_from_step": self.start_step, "parallel": self.parallel, "footprint": self.footprint.as_dict(),
                                   "compute_dtype": str(self.compute_dtype), "n_train_batches": len(self.train_batches)})
         self.loggers = open_loggers(cfg.loggers, self.out, cfg.model_dump()) if self.world.is_main else []
+
+    def build_model(self, device: torch.device):
+        """(tokenizer, base model wrapped by the method). Full fine-tuning keeps fp32 master weights;
+        adapter methods keep the frozen base in the compute dtype."""
+        cfg = self.cfg
+        weights = "fp32" if cfg.method.name == "full" else str(self.compute_dtype).removeprefix("torch.")
+        loaded = load_model(cfg.model, dtype=weights, device=str(device))
+        return loaded.tokenizer, self.method.apply(loaded.model, cfg.method)
+
+    def unsharded_model(self):
+        """The trained model whole, on the main process (None elsewhere). Under fsdp every process
+        enters: the main one gathers the weights into a fresh copy."""
+        if self.unit is None:
+            return self.model
+        state = full_state_dict(self.model, trainable_only=False)
+        if not self.world.is_main:
+            return None
+        _, model = self.build_model(torch.device("cpu"))
+        model.load_state_dict(state)
+        return model
 
     # ---- one step ----------------------------------------------------------------------------
     def step_batches(self, step: int) -> list:
@@ -164,6 +184,9 @@ class Trainer:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
             picked.append(self.train_batches[int(order[idx])])
         return picked
+
+    def loss(self, batch):
+        return self.unit(batch) if self.unit is not None else self.objective.loss(self.model, batch)
 
     def autocast(self):
         enabled = self.compute_dtype != torch.float32
@@ -178,14 +201,16 @@ class Trainer:
         for batch in mine:
             batch = batch.to(self.device)
             with self.autocast():
-                loss_sum, _ = self.objective.loss(self.model, batch)
+                loss_sum, _ = self.loss(batch)
             (loss_sum / max(count, 1)).backward()
             total += float(loss_sum.detach())
             tokens += self.objective.tokens(batch)
-        sync_gradients(self.params, self.world)
+        if self.parallel == "ddp":
+            sync_gradients(self.params, self.world)
         norm = None
         if self.cfg.optim.max_grad_norm:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm)
+            norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # a DTensor under fsdp
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -198,18 +223,24 @@ class Trainer:
             return None
         self.model.eval()
         total = count = 0.0
-        for batch in self.eval_batches[self.world.rank::self.world.size]:
+        mine = self.eval_batches[self.world.rank::self.world.size]
+        # under fsdp every forward is a collective: a process with fewer batches runs a discarded one
+        rounds = -(-len(self.eval_batches) // self.world.size) if self.parallel == "fsdp" else len(mine)
+        for i in range(rounds):
+            batch = mine[i] if i < len(mine) else self.eval_batches[0]
             with self.autocast():
-                loss_sum, n = self.objective.loss(self.model, batch.to(self.device))
-            total, count = total + float(loss_sum), count + n
+                loss_sum, n = self.loss(batch.to(self.device))
+            if i < len(mine):
+                total, count = total + float(loss_sum), count + n
         self.model.train()
         stats = all_reduce_sum(torch.tensor([total, count], dtype=torch.float64), self.world)
         return float(stats[0] / max(stats[1], 1))
 
     # ---- the run -----------------------------------------------------------------------------
     def save(self, step: int) -> None:
+        params, optim = ckpt.trainable_state(self.model, self.optimizer)   # every process: gathers under fsdp
         if self.world.is_main:
-            ckpt.save_checkpoint(self.out, step, self.model, self.optimizer, self.scheduler, self.cfg.keep_last)
+            ckpt.save_checkpoint(self.out, step, params, optim, self.scheduler, self.cfg.keep_last)
         barrier(self.world)
 
     def run(self) -> TrainResult:
@@ -237,8 +268,9 @@ class Trainer:
                 if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps:
                     self.save(done)
             result.peak_mb = peak_memory_mb(self.device)
+            model = self.unsharded_model()
             if self.world.is_main:
-                save_artifact(self.model, self.tokenizer, self.method, cfg.method, cfg.model, result.final_dir)
+                save_artifact(model, self.tokenizer, self.method, cfg.method, cfg.model, result.final_dir)
             barrier(self.world)
         finally:
             for logger in self.loggers:
