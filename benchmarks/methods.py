@@ -1,7 +1,8 @@
 """Every adaptation method on the same model, data and steps: cost and quality side by side.
 
 For each method: trainable parameters and share, bytes per frozen-base parameter, peak RSS while
-training, tokens/s (real tokens, after one warm-up step), eval loss after the timed steps -- trained by
+training, tokens/s (real tokens, after one warm-up step), eval loss before training (what quantizing the
+base costs) and after the timed steps -- trained by
 adaptlab's own engine (`adaptlab.train.Trainer`) on packed rows. Baselines in the same run, on the same
 GSM8K examples written the way a typical user writes them (benchmarks/baseline.py: peft + transformers
 `Trainer`, padding to seq_len, no packing): lora, dora and ia3 through peft, qlora through peft +
@@ -96,6 +97,7 @@ def run_ours(method: str, s: dict) -> dict:
     with PeakRSS() as peak:
         trainer = Trainer(train_config(method, s))
         trainer.setup()
+        start_loss = trainer.evaluate()   # before any step: what quantizing the base alone costs
         trainer.train_step(0)
         tokens, t0 = 0, time.perf_counter()
         for step in range(1, s["steps"] + 1):
@@ -105,7 +107,7 @@ def run_ours(method: str, s: dict) -> dict:
     fp = trainer.footprint
     return {"trainable_params": fp.trainable_params, "trainable_share": fp.trainable_share,
             "base_bytes_per_param": fp.base_bytes_per_param, "peak_mb": round(peak.peak, 1),
-            "tok_s": tokens / seconds, "eval_loss": eval_loss}
+            "tok_s": tokens / seconds, "eval_loss_start": start_loss, "eval_loss": eval_loss}
 
 
 def run_baseline(method: str, s: dict) -> dict:

@@ -81,15 +81,15 @@ def in_process(target, *args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="LoRA only, 3 examples (1 packed row) per step, 2 timed steps per side (< 50 s)")
+                        help="LoRA only, 2 examples (1 packed row) per step, 1 timed step per side (< 50 s)")
     parser.add_argument("--methods", default=None, help="comma-separated: lora,full (default both; --quick: lora)")
     args = parser.parse_args()
     start = time.perf_counter()
     methods = (args.methods or ("lora" if args.quick else "lora,full")).split(",")
-    steps = 2 if args.quick else 8
-    per_step, rows = (3, 1) if args.quick else (EXAMPLES_PER_STEP, 3)
+    steps = 1 if args.quick else 8
+    per_step, rows = (2, 1) if args.quick else (EXAMPLES_PER_STEP, 3)
     n_examples = per_step * (steps + 1)
-    peak = matmul_gflops(__import__("torch").bfloat16, seconds=1.0 if args.quick else 3.0) * 1e9
+    peak = matmul_gflops(__import__("torch").bfloat16, seconds=0.5 if args.quick else 3.0) * 1e9
     out: dict = {"model": MODEL, "seq_len": SEQ_LEN, "examples_per_step": per_step, "timed_steps": steps,
                  "bf16_peak_gflops": round(peak / 1e9, 1), "quick": args.quick}
     for method in methods:

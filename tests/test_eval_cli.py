@@ -24,6 +24,7 @@ def test_eval_writes_json_with_protocol(tiny_dir, tmp_path):
                                  "--shots", "0", "--dtype", "fp32", "-o", str(out), "--log-samples"])
     assert r.exit_code == 0, r.output
     assert "sentiment" in r.output and "mmlu" in r.output
+    assert "mmlu: 0-shot, chat off, flexible, micro, limit 3, seed 0" in r.output   # protocol beside every score
     data = json.loads(out.read_text())
     res = data["results"]["mmlu"]
     assert res["protocol"]["shots"] == 0 and res["protocol"]["limit"] == 3 and len(res["samples"]) == 3

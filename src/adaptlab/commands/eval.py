@@ -124,21 +124,25 @@ def _protocol(p) -> str:
 
 
 def _render(results, the_suite, model: str, adapter) -> None:
+    """Scores (beside the published ones for a suite), then each task's protocol on its own line:
+    a score means little without the shots, template, extraction and averaging it was measured under."""
     refs = list(the_suite.published) if the_suite else []
     title = f"{model}" + (f" + {adapter}" if adapter else "")
-    table = Table("task", "metric", "score", "macro", "n", "protocol", "items/s", *refs, title=title)
+    table = Table("task", "metric", "score", "macro", "n", "items/s", *refs, title=title)
     for name, r in results.items():
         published = [str(the_suite.published[ref].get(name, "")) for ref in refs] if the_suite else []
         if isinstance(r, Exception):
-            table.add_row(name, "", "[red]n/a[/red]", "", "", "", "", *published)
+            table.add_row(name, "", "[red]n/a[/red]", "", "", "", *published)
             continue
         macro = r.metrics.get(f"{r.metric}_macro")
         table.add_row(name, r.metric, f"{r.score:.1f}", f"{macro:.1f}" if macro is not None else "", str(r.n),
-                      _protocol(r.protocol), f"{r.items_per_s:.2f}", *published)
+                      f"{r.items_per_s:.2f}", *published)
     console.print(table)
     for name, r in results.items():
         if isinstance(r, Exception):
             console.print(f"[yellow]{name}:[/yellow] {r}")
+        else:
+            console.print(f"[dim]{name}:[/dim] {_protocol(r.protocol)}")
 
 
 def register(app: typer.Typer) -> None:
