@@ -10,7 +10,7 @@
     recall@1/5/10 of BM25 (FTS5), dense and hybrid (RRF); exact match / F1 of the builtin
     smollm2-135m closed-book vs RAG (top 2 hybrid chunks) on a seeded sample of questions.
 
-`--quick`: 100k vectors, the first 100 paragraphs (300 of their questions for recall, 12 for QA), no (c).
+`--quick`: 100k vectors, the first 60 paragraphs (200 of their questions for recall, 6 for QA), no (c).
 The last line printed is one JSON object.
 """
 
@@ -180,17 +180,17 @@ def main() -> None:
     result: dict = {"mode": "quick" if args.quick else "full", "parts": args.parts}
     t0 = time.perf_counter()
     if "a" in args.parts:
-        result.update(vector_search(n, 200 if args.quick else 1000, 100 if args.quick else 50))
+        result.update(vector_search(n, 200 if args.quick else 1000, 50))
         print(json.dumps(result), flush=True)  # partial results, in case a long run is stopped
     if "b" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
-            result.update(squad(100 if args.quick else None, 300 if args.quick else None,
-                                args.qa or (12 if args.quick else 200), Path(tmp) / "squad.db"))
+            result.update(squad(60 if args.quick else None, 200 if args.quick else None,
+                                args.qa or (6 if args.quick else 200), Path(tmp) / "squad.db"))
         print(json.dumps(result), flush=True)
     if "c" in args.parts and not args.quick:
         result["pgvector_growth"] = pgvector_growth([10_000, 25_000, 50_000])
-    result["note"] = ("quick mode: 100k vectors; SQuAD slice = first 100 paragraphs, 300 of their questions for "
-                      "recall, 12 for QA; no pgvector growth" if args.quick else
+    result["note"] = ("quick mode: 100k vectors; SQuAD slice = first 60 paragraphs, 200 of their questions for "
+                      "recall, 6 for QA; no pgvector growth" if args.quick else
                       "full mode: all 2,067 SQuAD dev paragraphs and 10,570 questions for recall")
     result["load_avg_1min"] = round(os.getloadavg()[0], 1)
     result["cpus"] = os.cpu_count()
