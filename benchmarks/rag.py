@@ -10,7 +10,7 @@
     recall@1/5/10 of BM25 (FTS5), dense and hybrid (RRF); exact match / F1 of the builtin
     smollm2-135m closed-book vs RAG (top 2 hybrid chunks) on a seeded sample of questions.
 
-`--quick`: 100k vectors, the first 60 paragraphs (200 of their questions for recall, 6 for QA), no (c).
+`--quick`: 100k vectors (efConstruction 48), the first 40 paragraphs (150 of their questions for recall, 2 for QA), no (c).
 The last line printed is one JSON object.
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 DIM = 384
+QUICK_EF_CONSTRUCTION = 48  # --quick builds a lighter graph to stay near 50 s (at 100k recall@10 stays >= 0.99)
 QA_K = 2  # the 135M model answers best from few sources (k=3 lowered its F1 in our runs)
 
 
@@ -65,7 +66,8 @@ def recall_vs_exact(found: list[list[int]], exact: np.ndarray, k: int = 10) -> f
     return float(np.mean([len(set(f[:k]) & set(e[:k].tolist())) / k for f, e in zip(found, exact)]))
 
 
-def vector_search(n: int, n_queries: int, n_baseline: int) -> dict:
+def vector_search(n: int, n_queries: int, n_baseline: int, ef_sweep: tuple[int, ...] = (),
+                  connectivity: int | None = None, ef_construction: int | None = None) -> dict:
     import faiss
 
     from adaptlab.rag.store.ann import CONNECTIVITY, DTYPE, EXPANSION_ADD, EXPANSION_SEARCH, VectorIndex
@@ -78,17 +80,23 @@ def vector_search(n: int, n_queries: int, n_baseline: int) -> dict:
     faiss.omp_set_num_threads(1)
     _, flat_lat = timed_queries(lambda q: flat.search(q[None], 10)[1][0].tolist(), queries[:n_baseline])
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    index = VectorIndex(DIM)
+    m, efc = connectivity or CONNECTIVITY, ef_construction or EXPANSION_ADD
+    index = VectorIndex(DIM, connectivity=m, expansion_add=efc)
     t = time.perf_counter()
     index.add(np.arange(n), base)
     build_s = time.perf_counter() - t
-    found, lat = timed_queries(lambda q: [i for i, _ in index.search(q, 10)], queries)
-    p50, p95 = percentiles_ms(lat)
+    sweep = {}
+    for ef in sorted({*ef_sweep, EXPANSION_SEARCH}):   # ef trades latency for recall; the library default is one point
+        index.index.expansion_search = ef
+        found, lat = timed_queries(lambda q: [i for i, _ in index.search(q, 10)], queries)
+        p50, p95 = percentiles_ms(lat)
+        sweep[str(ef)] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "recall_at_10": round(recall_vs_exact(found, exact), 4)}
+    default = sweep[str(EXPANSION_SEARCH)]
     b50, b95 = percentiles_ms(flat_lat)
-    return {"n_vectors": n, "n_queries": n_queries, "n_baseline_queries": n_baseline, "build_s": round(build_s, 2), "p50_ms": round(p50, 3),
-            "p95_ms": round(p95, 3), "recall_at_10": round(recall_vs_exact(found, exact), 4),
+    return {"n_vectors": n, "n_queries": n_queries, "n_baseline_queries": n_baseline, "build_s": round(build_s, 2),
+            **default, "ef_search": EXPANSION_SEARCH, "ef_sweep": sweep,
             "baseline": "faiss IndexFlatIP (exact)", "baseline_p50_ms": round(b50, 3), "baseline_p95_ms": round(b95, 3),
-            "index": f"usearch HNSW {DTYPE} M={CONNECTIVITY} efConstruction={EXPANSION_ADD} ef={EXPANSION_SEARCH}"}
+            "index": f"usearch HNSW {DTYPE} M={m} efConstruction={efc}"}
 
 
 def squad(n_paragraphs: int | None, n_recall: int | None, n_qa: int, store_path: Path) -> dict:
@@ -174,23 +182,26 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="100k vectors and a SQuAD slice (< 50 s)")
     ap.add_argument("--vectors", type=int, default=None)
     ap.add_argument("--qa", type=int, default=None, help="questions for closed-book vs RAG exact match")
+    ap.add_argument("--connectivity", type=int, default=None, help="HNSW M (default: the library's)")
+    ap.add_argument("--ef-construction", type=int, default=None, help="HNSW efConstruction (default: the library's)")
     ap.add_argument("--parts", default="abc", help="which parts to run, e.g. `a` or `bc` (default: all)")
     args = ap.parse_args()
     n = args.vectors or (100_000 if args.quick else 1_000_000)
     result: dict = {"mode": "quick" if args.quick else "full", "parts": args.parts}
     t0 = time.perf_counter()
     if "a" in args.parts:
-        result.update(vector_search(n, 200 if args.quick else 1000, 50))
+        result.update(vector_search(n, 200 if args.quick else 1000, 50, () if args.quick else (64, 128, 256, 512, 1024),
+                                    args.connectivity, args.ef_construction or (QUICK_EF_CONSTRUCTION if args.quick else None)))
         print(json.dumps(result), flush=True)  # partial results, in case a long run is stopped
     if "b" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
-            result.update(squad(60 if args.quick else None, 200 if args.quick else None,
-                                args.qa or (6 if args.quick else 200), Path(tmp) / "squad.db"))
+            result.update(squad(40 if args.quick else None, 150 if args.quick else None,
+                                args.qa or (2 if args.quick else 200), Path(tmp) / "squad.db"))
         print(json.dumps(result), flush=True)
     if "c" in args.parts and not args.quick:
         result["pgvector_growth"] = pgvector_growth([10_000, 25_000, 50_000])
-    result["note"] = ("quick mode: 100k vectors; SQuAD slice = first 60 paragraphs, 200 of their questions for "
-                      "recall, 6 for QA; no pgvector growth" if args.quick else
+    result["note"] = ("quick mode: 100k vectors, efConstruction 48; SQuAD slice = first 40 paragraphs, 150 of their questions for "
+                      "recall, 2 for QA; no pgvector growth" if args.quick else
                       "full mode: all 2,067 SQuAD dev paragraphs and 10,570 questions for recall")
     result["load_avg_1min"] = round(os.getloadavg()[0], 1)
     result["cpus"] = os.cpu_count()
