@@ -218,7 +218,7 @@ def main() -> None:
             row["eval_loss_vs_lora"] = row["eval_loss"] / lora_loss
         if method in QUANT_TARGET and row.get("base_bytes_per_param"):
             row["base_vs_bf16"] = row["base_bytes_per_param"] / 2.0
-    results["_layer_ms"] = layer_speed() if not torch.cuda.is_available() else None
+    results["_layer_ms"] = layer_speed(reps=2 if args.quick else 5) if not torch.cuda.is_available() else None
     results["_meta"] = {"model": "tiny-llama (random)" if args.quick else args.model, "quick": args.quick,
                         "timed_steps": s["steps"], "seq_len": s["seq_len"], "packed_rows": s["rows"],
                         "baseline_examples_per_step": s["per_step"],
