@@ -4,7 +4,7 @@ For each method: trainable parameters and share, bytes per frozen-base parameter
 training, tokens/s (real tokens, after one warm-up step), eval loss before training (what quantizing the
 base costs) and after the timed steps -- trained by
 adaptlab's own engine (`adaptlab.train.Trainer`) on packed rows. Baselines in the same run, on the same
-GSM8K examples written the way a typical user writes them (benchmarks/baseline.py: peft + transformers
+GSM8K examples written the way a typical user writes them (benchmarks/lib/peft_trainer.py: peft + transformers
 `Trainer`, padding to seq_len, no packing): lora, dora and ia3 through peft, qlora through peft +
 bitsandbytes (`BitsAndBytesConfig(load_in_4bit, nf4, double quant)`, `prepare_model_for_kbit_training`).
 ratio = tok_s / baseline_tok_s.
@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline import peft_trainer_tok_s
+from lib.peft_trainer import peft_trainer_tok_s
 
 from adaptlab.methods.base import DEFAULT_TARGETS
 
 METHODS = ["lora", "dora", "ia3", "qlora", "qalora", "loftq", "full"]
-BASELINES = {m: m for m in ("lora", "dora", "ia3", "qlora", "full")}  # method -> its peft baseline (baseline.py)
+BASELINES = {m: m for m in ("lora", "dora", "ia3", "qlora", "full")}  # method -> its peft baseline (lib/peft_trainer.py)
 QUANT_TARGET = {"qlora", "qalora"}  # frozen base <= 0.30x the bf16 base
 
 
@@ -111,7 +111,7 @@ def run_ours(method: str, s: dict) -> dict:
 
 
 def run_baseline(method: str, s: dict) -> dict:
-    """peft (+ bitsandbytes for qlora) + transformers Trainer on the same examples, padded (baseline.py)."""
+    """peft (+ bitsandbytes for qlora) + transformers Trainer on the same examples, padded (lib/peft_trainer.py)."""
     from adaptlab.train.loop import split_records
 
     records = split_records(train_config(method, s))[0][: s["per_step"] * (s["steps"] + 1)]

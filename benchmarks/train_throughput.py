@@ -2,7 +2,7 @@
 
 Same model (builtin SmolLM2-135M), same GSM8K examples (real, variable length), seq len 512, about the
 same real tokens per optimizer step (the baseline's 8 padded examples ~ adaptlab's 3 packed rows of 512),
-bf16 compute on both sides. The baseline (benchmarks/baseline.py) pads every example to 512 tokens
+bf16 compute on both sides. The baseline (benchmarks/lib/peft_trainer.py) pads every example to 512 tokens
 with no packing and computes logits for every position. adaptlab packs, keeps the frozen base in bf16
 and computes logits only at response tokens.
 Only real (non-pad) tokens count. Each side runs in its own process (peak memory is per process);
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline import peft_trainer_tok_s
+from lib.peft_trainer import peft_trainer_tok_s
 from matmul_peak import matmul_gflops
 
 MODEL = "smollm2-135m"

@@ -1,4 +1,4 @@
-"""The baseline every training benchmark measures against: fine-tuning written the way a typical user
+"""A helper, not a benchmark: the baseline every training benchmark measures against: fine-tuning written the way a typical user
 writes it with peft + transformers `Trainer`.
 
 fp32 weights with `bf16=True` (mixed precision, as the Trainer docs recommend; for qlora: bitsandbytes
