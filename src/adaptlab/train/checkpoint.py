@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from adaptlab.train.distributed import full_state_dict, is_sharded
+from adaptlab.train.distributed import full_options, full_state_dict, is_sharded
 
 PREFIX = "step-"
 
@@ -46,12 +46,6 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _full_options():
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    return StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-
-
 def trainable_state(model: nn.Module, optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """The trainable parameters by name and the optimizer state, whole. Under fsdp this gathers the
     shards (every process must call it; the main process gets the tensors)."""
@@ -60,7 +54,7 @@ def trainable_state(model: nn.Module, optimizer) -> tuple[dict[str, torch.Tensor
 
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         params = {n: t for n, t in full_state_dict(model, trainable_only=True).items() if n in trainable}
-        return params, get_optimizer_state_dict(model, optimizer, options=_full_options())
+        return params, get_optimizer_state_dict(model, optimizer, options=full_options())
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, optimizer.state_dict()
 
 
@@ -102,8 +96,8 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> int:
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-        set_model_state_dict(model, params, options=_full_options())
-        set_optimizer_state_dict(model, optimizer, opt["optimizer"], options=_full_options())
+        set_model_state_dict(model, params, options=full_options())
+        set_optimizer_state_dict(model, optimizer, opt["optimizer"], options=full_options())
     else:
         with torch.no_grad():
             for n, t in params.items():

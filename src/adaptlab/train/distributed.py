@@ -95,10 +95,16 @@ def is_sharded(model: torch.nn.Module) -> bool:
 def full_state_dict(model: torch.nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
     """Every (or every trainable) parameter of a sharded model, whole, on CPU: a collective that every
     process enters; the main process gets the tensors, the others an empty dict."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only)
-    return get_model_state_dict(model, options=options)
+    return get_model_state_dict(model, options=full_options(trainable_only))
+
+
+def full_options(trainable_only: bool = True):
+    """torch.distributed.checkpoint options for whole (gathered) tensors on CPU."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only)
 
 
 def all_reduce_sum(values: torch.Tensor, world: World) -> torch.Tensor:
