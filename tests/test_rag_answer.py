@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from adaptlab.rag.answer import Answer, answer_many, citations, messages, render
+from adaptlab.rag.answer import EXEMPLARS, Answer, answer_many, citations, messages, prompt, render
 from adaptlab.rag.chunk import Chunk
 from adaptlab.rag.config import RagConfig
 from adaptlab.rag.evaluate import evaluate, index_squad, plot, recall_at_k, squad_paragraphs, squad_questions
@@ -32,6 +32,17 @@ def test_messages_number_the_sources_in_rank_order():
     assert chat[0]["role"] == "system" and "[1]" in chat[0]["content"]
     assert chat[1]["content"] == "Sources:\n[1] (a.md) first text\n\n[2] (b.md) second text\n\nQuestion: what?"
     assert "Sources" not in messages("what?", hits, "closed_book")[1]["content"]
+
+
+def test_qa_styles_are_few_shot_completions_that_differ_only_in_sources():
+    hits = [hit("dir/a.md", "Etna is\n in Sicily.")]
+    rag, closed = prompt(None, "Where is Etna?", hits, "short"), prompt(None, "Where is Etna?", hits, "closed_book")
+    assert rag.endswith("Sources:\n[1] Etna is in Sicily.\n\nQuestion: Where is Etna?\nAnswer:")
+    assert closed.endswith("\n\nQuestion: Where is Etna?\nAnswer:") and "Sources" not in closed
+    assert "dir/a.md" not in rag   # paths would be copied into answers
+    for text, question, answer in EXEMPLARS:
+        assert f"Question: {question}\nAnswer: {answer}" in rag and f"Question: {question}\nAnswer: {answer}" in closed
+        assert text in rag and text not in closed
 
 
 def test_answer_sources_list_cited_first():

@@ -53,9 +53,9 @@ def test_ask_answers_from_the_documents_with_citations(tmp_path, minilm):
     answer = ask(question, s, minilm, lm.model, lm.tokenizer, k=3)
     assert answer.hits[0].chunk.source.endswith("handbook.md") and answer.text
     assert sorted(n for n, _ in answer.sources()) == [1, 2, 3]
-    # the 135M model rarely writes [n] citations; from the single best chunk it does find the number
-    short = answer_many(lm.model, lm.tokenizer, [question], [answer.hits[:1]], "short")[0]
-    assert "27" in short.text
+    # the 135M model rarely writes [n] citations; asked for a short answer from the best chunk, it copies one
+    short = answer_many(lm.model, lm.tokenizer, ["Who do holiday requests go to?"], [answer.hits[:1]], "short")[0]
+    assert "shift manager" in short.text
 
 
 @pytest.mark.slow
@@ -69,8 +69,8 @@ def test_rag_beats_closed_book_on_a_squad_slice(tmp_path, minilm):
     index_squad(s, minilm, paragraphs)
     questions = squad_questions(16, seed=0, sources={p for p, _ in paragraphs})
     lm = load_model("smollm2-135m")
-    result = evaluate(s, minilm, lm.model, lm.tokenizer, questions, k=2, ks=(1, 5))
+    result = evaluate(s, minilm, lm.model, lm.tokenizer, questions, k=1, ks=(1, 5))
     assert result.recall["hybrid"][5] >= 0.8
     rag, closed = result.scores["rag"], result.scores["closed_book"]
-    # the 135M model rarely answers with the exact span (EM ~0 either way), but with sources it says the answer
-    assert rag["contains_answer"] > closed["contains_answer"] and rag["f1"] > closed["f1"]
+    # the 135M model knows almost no SQuAD answer by heart; from its top source it copies some exactly
+    assert rag["exact_match"] >= closed["exact_match"] + 2 / 16 and rag["f1"] > closed["f1"] + 0.1

@@ -140,7 +140,7 @@ def _eval_store(embedder: str) -> str:
 @rag_app.command("eval")
 def eval_cmd(limit: int = typer.Option(100, help="questions, a seeded random sample of SQuAD v1.1 dev"),
              store: str = typer.Option(None, "--store", help=STORE_HELP + " (default: a cache file)"),
-             k: int = typer.Option(2, "--k", help="sources in the RAG prompt (a 135M model reads few well)"),
+             k: int = typer.Option(1, "--k", help="sources in the RAG prompt (the builtin 135M model reads one best)"),
              model: str = typer.Option(DEFAULT_MODEL, "--model"),
              embedder: str = typer.Option(DEFAULT_EMBEDDER),
              seed: int = typer.Option(0),

@@ -1,8 +1,8 @@
 """Answer a question from retrieved chunks: numbered sources in the prompt, [n] citations in the answer.
 
-The prompt goes through the model's own chat template; generation is greedy
-(`adaptlab.eval.scoring.generate`). Two styles: `cite` (a sentence with [n] citations, for people)
-and `short` (a few words, for exact-match scoring on QA sets); `closed_book` sends no sources.
+Generation is greedy (`adaptlab.eval.scoring.generate`). `cite` (sentences with [n] citations, for people) is a chat turn
+through the model's own chat template; `short` (a few words, for exact-match scoring on QA sets) and
+`closed_book` (the same without sources) are few-shot completions.
 """
 
 from __future__ import annotations
@@ -20,30 +20,33 @@ class Style:
     system: str
     with_sources: bool
     max_new_tokens: int
-    exemplars: bool = False  # show the answer format with two fixed worked examples first
+    few_shot: bool = False  # a plain-text completion after worked examples, instead of a chat turn
 
 
 STYLES: dict[str, Style] = {
     "cite": Style("Answer the question using only the numbered sources. After each claim, cite its source "
                   "as [1], [2], ... If the sources do not contain the answer, say that you do not know.",
                   True, 200),
-    "short": Style("Answer the question with a short phrase copied from the sources, without a full sentence.",
-                   True, 16, exemplars=True),
-    "closed_book": Style("Answer the question with a short phrase, without a full sentence.", False, 16,
-                         exemplars=True),
+    "short": Style("Answer each question with the shortest phrase from its sources that answers it.",
+                   True, 16, few_shot=True),
+    "closed_book": Style("Answer each question with a short phrase.", False, 16, few_shot=True),
 }
 
-# (source text, question, answer): written for this purpose, so no test set leaks into the prompt. Small
-# models answer in whole sentences unless shown the format; both QA styles get the same examples, so
-# closed-book and RAG differ only in the sources.
+# (source text, question, answer): written for this purpose, so no test set leaks into the prompt. Both
+# QA styles show the same examples, so closed-book and RAG differ only in the sources. QA styles are a
+# plain few-shot completion ("Question: ...\nAnswer:", as lm-evaluation-harness and the GPT-3 paper pose
+# reading comprehension): on 40 SQuAD questions with their gold paragraph, the builtin 135M model's exact
+# match was 12.5% this way and 0% as chat turns, where it restates the question as a sentence.
 EXEMPLARS = [
     (("The Eiffel Tower was built between 1887 and 1889 as the entrance arch for the 1889 World's Fair in "
       "Paris. It was designed by the engineering company of Gustave Eiffel."),
      "Whose company designed the Eiffel Tower?", "Gustave Eiffel"),
     (("Honey bees live in colonies of up to 60,000 workers. The queen lays about 1,500 eggs a day during the "
       "spring."), "How many eggs does the queen lay per day in spring?", "about 1,500"),
+    (("The Amazon flows for about 6,400 km through Peru, Colombia and Brazil before it reaches the Atlantic "
+      "Ocean, carrying more water than any other river."), "Which ocean does the Amazon flow into?",
+     "the Atlantic Ocean"),
 ]
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -58,8 +61,10 @@ class Answer:
         return [(i, self.hits[i - 1]) for i in order]
 
 
-def format_sources(hits: list[Hit]) -> str:
-    return "\n\n".join(f"[{i}] ({h.chunk.source}) {h.chunk.text}" for i, h in enumerate(hits, start=1))
+def format_sources(hits: list[Hit], paths: bool = True) -> str:
+    """The hits as numbered sources, one per paragraph, each with its file path unless `paths` is False."""
+    return "\n\n".join(f"[{i}] " + (f"({h.chunk.source}) " if paths else "") + " ".join(h.chunk.text.split())
+                         for i, h in enumerate(hits, start=1))
 
 
 def _user(question: str, sources: str | None) -> str:
@@ -69,12 +74,19 @@ def _user(question: str, sources: str | None) -> str:
 def messages(question: str, hits: list[Hit], style: str = "cite") -> list[dict[str, str]]:
     """Chat messages for the question; sources are numbered in retrieval order."""
     s = STYLES[style]
-    chat = [{"role": "system", "content": s.system}]
-    for text, q, a in EXEMPLARS if s.exemplars else []:
-        chat += [{"role": "user", "content": _user(q, f"[1] {text}" if s.with_sources else None)},
-                 {"role": "assistant", "content": a}]
-    chat.append({"role": "user", "content": _user(question, format_sources(hits) if s.with_sources else None)})
-    return chat
+    return [{"role": "system", "content": s.system},
+            {"role": "user", "content": _user(question, format_sources(hits) if s.with_sources else None)}]
+
+
+def few_shot_prompt(question: str, hits: list[Hit], style: str) -> str:
+    """Instruction, the worked examples, then the question, each as Sources / Question / Answer lines."""
+    s = STYLES[style]
+
+    def block(q: str, sources: str) -> str:
+        return _user(q, sources if s.with_sources else None) + "\nAnswer:"
+
+    shots = [f"{block(q, f'[1] {text}')} {a}" for text, q, a in EXEMPLARS]
+    return "\n\n".join([s.system, *shots, block(question, format_sources(hits, paths=False))])
 
 
 def render(tokenizer, chat: list[dict[str, str]]) -> str:
@@ -82,6 +94,13 @@ def render(tokenizer, chat: list[dict[str, str]]) -> str:
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     return "\n\n".join(m["content"] for m in chat) + "\n\nAnswer:"
+
+
+def prompt(tokenizer, question: str, hits: list[Hit], style: str = "cite") -> str:
+    """The model's input for one question in the given style."""
+    if STYLES[style].few_shot:
+        return few_shot_prompt(question, hits, style)
+    return render(tokenizer, messages(question, hits, style))
 
 
 def citations(text: str, n_sources: int) -> list[int]:
@@ -106,9 +125,9 @@ def answer_many(model, tokenizer, questions: list[str], hits: list[list[Hit]], s
                 batch_size: int = 8, progress=None) -> list[Answer]:
     """Generate an answer per question from its hits (ignored for styles without sources)."""
     s = STYLES[style]
-    prompts = [render(tokenizer, messages(q, h, style)) for q, h in zip(questions, hits)]
+    prompts = [prompt(tokenizer, q, h, style) for q, h in zip(questions, hits)]
     texts = generate(model, tokenizer, prompts, max_new_tokens=s.max_new_tokens, batch_size=batch_size,
-                     progress=progress)
+                     stop=["\n"] if s.few_shot else None, progress=progress)
     return [Answer(q, t.strip(), h if s.with_sources else [], citations(t, len(h)) if s.with_sources else [])
             for q, t, h in zip(questions, texts, hits)]
 
