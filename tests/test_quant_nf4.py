@@ -70,3 +70,18 @@ def test_error_is_bounded_by_half_the_largest_code_gap():
     err = (t.dequantize() - w).abs().view(-1, 64)
     gap = (NF4_CODE[1:] - NF4_CODE[:-1]).max() / 2
     assert (err <= gap * t.absmax.unsqueeze(1) + 1e-6).all()
+
+
+def test_quantized_model_lets_go_of_the_checkpoint_memory(tiny_dir):
+    """Tensors left dense are copies: a view of the loader's memory map would keep the whole dense file mapped."""
+    from transformers import AutoModelForCausalLM
+
+    from adaptlab.quant.layers import QuantLinear, quantize_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    loaded = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
+    quantize_model(model, lambda name, w: quantize_nf4(w))
+    assert any(isinstance(m, QuantLinear) for m in model.modules())
+    kept = list(model.state_dict().values())
+    assert kept and not loaded & {t.untyped_storage().data_ptr() for t in kept}
+    assert model.get_output_embeddings().weight.shape == model.get_input_embeddings().weight.shape

@@ -161,7 +161,19 @@ def quantize_model(model: nn.Module, quantize: Quantizer, embeddings: bool = Tru
             model.set_input_embeddings(qemb)
             if tied:
                 model.set_output_embeddings(TiedQuantLinear(qemb))
+    _own_memory(model)
     return model
+
+
+def _own_memory(model: nn.Module) -> None:
+    """Copy the tensors left dense (norms, biases, unquantized layers) into memory of their own. transformers
+    loads safetensors as views of a memory map, and while any tensor views it the whole mapped file (the
+    dense model, touched page by page while quantizing) stays mapped and counted in the process's RSS."""
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            p.data = p.data.clone()
+        for name, b in module.named_buffers(recurse=False):
+            module._buffers[name] = b.clone()
 
 
 @torch.no_grad()
