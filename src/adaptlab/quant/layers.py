@@ -170,8 +170,10 @@ def _own_memory(model: nn.Module) -> None:
     loads safetensors as views of a memory map, and while any tensor views it the whole mapped file (the
     dense model, touched page by page while quantizing) stays mapped and counted in the process's RSS."""
     for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
+        for p in module.parameters(recurse=False):
             p.data = p.data.clone()
+        if isinstance(module, _QuantStorage):
+            continue   # its code buffers were just computed, not loaded
         for name, b in module.named_buffers(recurse=False):
             module._buffers[name] = b.clone()
 

@@ -1,8 +1,8 @@
 """Answer a question from retrieved chunks: numbered sources in the prompt, [n] citations in the answer.
 
-Generation is greedy (`adaptlab.eval.scoring.generate`). `cite` (sentences with [n] citations, for people) is a chat turn
-through the model's own chat template; `short` (a few words, for exact-match scoring on QA sets) and
-`closed_book` (the same without sources) are few-shot completions.
+Generation is greedy (`adaptlab.eval.scoring.generate`). `cite` (sentences with [n] citations, for
+people) is a chat turn through the model's own chat template; `short` (a few words, for exact-match
+scoring on QA sets) and `closed_book` (the same without sources) are few-shot completions.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ EXEMPLARS = [
       "Ocean, carrying more water than any other river."), "Which ocean does the Amazon flow into?",
      "the Atlantic Ocean"),
 ]
+
 
 @dataclass(frozen=True)
 class Answer:
