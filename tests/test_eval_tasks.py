@@ -158,7 +158,7 @@ def test_pass_at_k_counts_every_sampled_program(tiny, monkeypatch):
         calls["prompts"], calls["temperature"] = len(prompts), temperature
         return ["    return 1" if i % 2 else "    return 2" for i in range(len(prompts))]
 
-    monkeypatch.setattr(kinds.scoring, "generate", fake_generate)
+    monkeypatch.setattr(kinds.generation, "generate", fake_generate)
     model, tok = tiny
     task = _code_task()
     r = evaluate_task(model, tok, task, task.protocol(samples=10, temperature=0.8), log_samples=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from adaptlab.eval import metrics, sandbox, scoring
+from adaptlab.eval import metrics, sandbox
+from adaptlab.models import generation
 from adaptlab.eval.tasks import Protocol, Sample, Task
 
 
@@ -74,11 +75,11 @@ PASS_AT = (1, 10, 100)                     # code: the k of pass@k reported when
 
 # ----------------------------------------------------------------- kinds
 def run_choices(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
-                progress: scoring.Progress | None = None, batch_size: int = 16) -> list[Scored]:
+                progress: generation.Progress | None = None, batch_size: int = 16) -> list[Scored]:
     """Score every choice by log p(choice | context); acc takes the argmax, acc_norm divides by the
     choice's length in characters first (lm-eval's acc_norm)."""
     requests = [(s.context, c) for s in samples for c in s.choices]
-    lls = scoring.loglikelihoods(model, tokenizer, requests, batch_size=batch_size,
+    lls = generation.loglikelihoods(model, tokenizer, requests, batch_size=batch_size,
                                  progress=_per_item(progress, [len(s.choices) for s in samples]))
     out, k = [], 0
     for s in samples:
@@ -93,8 +94,8 @@ def run_choices(model, tokenizer, task: Task, samples: list[Sample], protocol: P
 
 
 def run_generate(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
-                 progress: scoring.Progress | None = None, batch_size: int = 8) -> list[Scored]:
-    outputs = scoring.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
+                 progress: generation.Progress | None = None, batch_size: int = 8) -> list[Scored]:
+    outputs = generation.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
                                stop=list(task.stop), batch_size=batch_size, progress=progress)
     extract = EXTRACTORS[task.extract]
     out = []
@@ -106,14 +107,14 @@ def run_generate(model, tokenizer, task: Task, samples: list[Sample], protocol: 
 
 
 def run_code(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
-             progress: scoring.Progress | None = None, batch_size: int = 8) -> list[Scored]:
+             progress: generation.Progress | None = None, batch_size: int = 8) -> list[Scored]:
     """n = protocol.samples completions per item (greedy when n = 1, else sampled at protocol.temperature);
     each program = prompt + completion + tests runs in the sandbox; with c of n passing, pass@k for every
     k in PASS_AT with k <= n by the unbiased estimator (Chen et al. 2021)."""
     n = protocol.samples
     if protocol.temperature > 0:
         torch.manual_seed(protocol.seed)
-    outputs = scoring.generate(model, tokenizer, [s.context for s in samples for _ in range(n)],
+    outputs = generation.generate(model, tokenizer, [s.context for s in samples for _ in range(n)],
                                max_new_tokens=task.max_new_tokens, stop=list(task.stop), batch_size=batch_size,
                                temperature=protocol.temperature, progress=_per_item(progress, [n] * len(samples)))
     out = []
@@ -138,7 +139,7 @@ KINDS: dict[str, Callable[..., list[Scored]]] = {
 }
 
 
-def _per_item(progress: scoring.Progress | None, sizes: list[int]) -> scoring.Progress | None:
+def _per_item(progress: generation.Progress | None, sizes: list[int]) -> generation.Progress | None:
     """Convert request counts into finished-item counts (an item is done when all its choices are)."""
     if progress is None:
         return None

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from adaptlab.data.records import Classification
 from adaptlab.eval.metrics import exact_match
-from adaptlab.eval.scoring import generate, loglikelihoods
+from adaptlab.models.generation import generate, loglikelihoods
 from adaptlab.prompting.exemplars import Embed, select_exemplars
 from adaptlab.prompting.render import build_messages, render_prompt
 from adaptlab.prompting.spec import PromptSpec

@@ -1,6 +1,6 @@
 """Answer a question from retrieved chunks: numbered sources in the prompt, [n] citations in the answer.
 
-Generation is greedy (`adaptlab.eval.scoring.generate`). `cite` (sentences with [n] citations, for
+Generation is greedy (`adaptlab.models.generation.generate`). `cite` (sentences with [n] citations, for
 people) is a chat turn through the model's own chat template; `short` (a few words, for exact-match
 scoring on QA sets) and `closed_book` (the same without sources) are few-shot completions.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from adaptlab.eval.scoring import generate
+from adaptlab.models.generation import generate
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.store import Hit, Store, StoreError
 
