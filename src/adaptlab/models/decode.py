@@ -1,0 +1,195 @@
+"""Step-level decoding for continuous batching: rows join and leave a running batch between steps.
+
+A `Lane` holds the rows that share one forward pass and one batched KV cache. The cache is left-padded:
+row b's real tokens sit at the right end of `mask[b]`, and each row's position ids count only its own
+real tokens, so a row computes exactly what it would compute alone (up to float rounding). Between steps:
+
+* `join(rows)` prefills the new prompts as one left-padded batch, samples their first tokens and
+  concatenates their cache to the lane's (the shorter side is padded on the left, masked out);
+* `step()` feeds every row its last token and samples the next one, each row with its own
+  temperature / top-p / seed / stop strings and its own adapter (the lane's `forward` routes rows);
+* `remove(ids)` drops finished or cancelled rows and trims columns that only padding uses.
+
+Sampling: temperature T scales the logits (p ~ softmax(z / T)); top-p (Holtzman et al. 2020, "The
+Curious Case of Neural Text Degeneration", arXiv:1904.09751) keeps the smallest set of most likely
+tokens whose probability reaches p. T = 0 is greedy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from adaptlab.models.generation import truncate_at_stop
+
+# forward(adapter per row, **model inputs) -> model output with .logits and .cache
+Forward = Callable[..., object]
+_ids = itertools.count()
+
+
+@dataclass
+class SamplingParams:
+    """What one request asks of the sampler."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """Next token from one row's logits [vocab]: greedy at temperature 0, else temperature + top-p."""
+    if params.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        # keep a token while the mass before it is below p (the first token is always kept)
+        keep = (sorted_p.cumsum(-1) - sorted_p) < params.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@dataclass
+class Row:
+    """One sequence being generated: its tokens, sampling state and the text released so far."""
+
+    prompt: list[int]
+    params: SamplingParams
+    adapter: str
+    tokenizer: object
+    eos: frozenset[int]
+    max_len: int
+    id: int = field(default_factory=lambda: next(_ids))
+    generated: list[int] = field(default_factory=list)
+    sent: int = 0                      # characters of the text already released
+    finish_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.generator = None
+        if self.params.seed is not None:
+            self.generator = torch.Generator().manual_seed(self.params.seed)
+
+    def advance(self, token: int) -> str:
+        """Record a sampled token; return the text it releases (held back while a stop string may start)."""
+        if token in self.eos:
+            self.finish_reason = "stop"
+            return self._release(self.text(), final=True)
+        self.generated.append(token)
+        text = self.text()
+        cut = truncate_at_stop(text, self.params.stop)
+        if len(cut) < len(text):
+            self.finish_reason = "stop"
+            return self._release(cut, final=True)
+        if len(self.generated) >= self.params.max_tokens or len(self.prompt) + len(self.generated) >= self.max_len:
+            self.finish_reason = "length"
+            return self._release(text, final=True)
+        return self._release(text, final=False)
+
+    def text(self) -> str:
+        return self.tokenizer.decode(self.generated, skip_special_tokens=True)
+
+    def _release(self, text: str, final: bool) -> str:
+        end = len(text)
+        if not final:
+            hold = max((len(s) - 1 for s in self.params.stop), default=0)
+            end = len(text.rstrip("\ufffd")) - hold   # an incomplete UTF-8 character decodes to U+FFFD
+        if end <= self.sent:
+            return ""
+        out, self.sent = text[self.sent:end], end
+        return out
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """Pad `t` with zeros on the left of `dim` up to `width`."""
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _concat(a: DynamicCache, mask_a: torch.Tensor, b: DynamicCache, mask_b: torch.Tensor
+            ) -> tuple[DynamicCache, torch.Tensor]:
+    """Stack two left-padded batch caches along the batch, padding the shorter one on the left."""
+    width = max(mask_a.shape[1], mask_b.shape[1])
+    out = DynamicCache()
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=True)):
+        keys = torch.cat([_left_pad(la.keys, width, 2), _left_pad(lb.keys, width, 2)])
+        values = torch.cat([_left_pad(la.values, width, 2), _left_pad(lb.values, width, 2)])
+        out.update(keys, values, i)
+    return out, torch.cat([_left_pad(mask_a, width, 1), _left_pad(mask_b, width, 1)])
+
+
+class Lane:
+    """Rows decoded together: one batched, left-padded KV cache; rows join and leave between steps."""
+
+    def __init__(self, forward: Forward, pad_id: int, device: torch.device | str = "cpu"):
+        self.forward, self.pad_id, self.device = forward, pad_id, torch.device(device)
+        self.rows: list[Row] = []
+        self.cache: DynamicCache | None = None
+        self.mask = torch.zeros((0, 0), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def join(self, rows: list[Row]) -> list[tuple[Row, str]]:
+        """Prefill `rows` (one left-padded batch), sample their first tokens, add them to the lane."""
+        width = max(len(r.prompt) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, width - len(r.prompt):], mask[b, width - len(r.prompt):] = torch.tensor(r.prompt), 1
+        out = self._run(rows, ids, mask, None)
+        if self.cache is None:
+            self.cache, self.mask = out.cache, mask
+        else:
+            self.cache, self.mask = _concat(self.cache, self.mask, out.cache, mask)
+        self.rows += rows
+        return self._sample(rows, out.logits[:, -1])
+
+    def step(self) -> list[tuple[Row, str]]:
+        """Decode one token for every row; returns (row, released text) pairs."""
+        if not self.rows:
+            return []
+        ids = torch.tensor([[r.generated[-1]] for r in self.rows], dtype=torch.long)
+        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
+        out = self._run(self.rows, ids, self.mask, self.cache)
+        self.cache = out.cache
+        return self._sample(self.rows, out.logits[:, -1])
+
+    def remove(self, ids: set[int]) -> None:
+        """Drop rows by id (finished, cancelled) and the cache columns only padding still uses."""
+        keep = [b for b, r in enumerate(self.rows) if r.id not in ids]
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[b] for b in keep]
+        if not keep:
+            self.cache, self.mask = None, torch.zeros((0, 0), dtype=torch.long)
+            return
+        self.cache.batch_select_indices(torch.tensor(keep, device=self.device))
+        self.mask = self.mask[keep]
+        first = int(self.mask.any(0).long().argmax())   # leading columns that every row pads
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+    def _run(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache | None):
+        width = ids.shape[1]
+        # each row's positions count its own real tokens only (left padding shifts nothing)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -width:]
+        with torch.inference_mode():
+            return self.forward([r.adapter for r in rows], input_ids=ids.to(self.device),
+                                attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
+                                cache=cache,
+                                use_cache=True, logits_to_keep=1)
+
+    def _sample(self, rows: list[Row], logits: torch.Tensor) -> list[tuple[Row, str]]:
+        return [(r, r.advance(sample_token(logits[b], r.params, r.generator))) for b, r in enumerate(rows)]
