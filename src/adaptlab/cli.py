@@ -30,6 +30,8 @@ def _mount() -> None:
     from adaptlab.commands import prompt; prompt.register(app)
     from adaptlab.commands import eval; eval.register(app)
     from adaptlab.commands import rag; rag.register(app)
+    from adaptlab.commands import serve; serve.register(app)
+    from adaptlab.commands import feedback; feedback.register(app)
 
 
 _mount()

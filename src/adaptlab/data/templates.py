@@ -69,6 +69,11 @@ def tokenize_chat(messages: list[dict[str, str]], tokenizer: PreTrainedTokenizer
     return Example(input_ids=full, labels=labels)
 
 
+def chat_prompt_ids(messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids of a conversation plus the generation prompt, rendered as in training (serving, chat)."""
+    return _render(tokenizer, messages, generation_prompt=True)
+
+
 def tokenize_record(record: Record, tokenizer: PreTrainedTokenizerBase, max_len: int | None = None) -> Example:
     """Tokenize an instruction/chat record for SFT, truncated to `max_len` tokens."""
     ex = tokenize_chat(to_messages(record), tokenizer)

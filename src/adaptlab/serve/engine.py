@@ -1,0 +1,188 @@
+"""Continuous batching: one thread decodes every active row, step by step; requests join between steps.
+
+Each loop iteration drops rows whose client went away, admits waiting requests while the batch has room
+(their prompts are prefilled together, one batch per lane), then decodes one token for every row of every
+lane. A request that arrives while others decode therefore starts at the next step instead of waiting for
+the batch to finish (Yu et al. 2022, "Orca: A Distributed Serving System for Transformer-Based
+Generative Models", OSDI: iteration-level scheduling). Results go back through each request's `emit`
+callback, called on the engine thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adaptlab.models.decode import Lane, Row, SamplingParams
+from adaptlab.serve.backend import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Event:
+    """A piece of one choice's text; `finish_reason` is set on the choice's last event."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+class QueueFull(RuntimeError):
+    """The server holds as many requests as its limits allow; retry later."""
+
+
+class Draining(RuntimeError):
+    """The server is shutting down and accepts no new requests."""
+
+
+@dataclass
+class Request:
+    rows: list[Row]
+    emit: Callable[[Event], None]
+    cancelled: bool = False
+    submitted: float = field(default_factory=time.monotonic)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(len(r.generated) for r in self.rows)
+
+
+class Engine:
+    """Owns the decoding thread; `submit` may be called from any thread."""
+
+    def __init__(self, backend: Backend, max_batch: int = 16, max_queue: int = 64):
+        self.backend, self.max_batch, self.max_queue = backend, max_batch, max_queue
+        self.waiting: deque[Request] = deque()
+        self.lanes: dict[str, Lane] = {}
+        self.owner: dict[int, tuple[Request, int]] = {}   # row id -> (request, choice index)
+        self.tokens_generated = 0
+        self._wake = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        tok = backend.tokenizer
+        self._eos = frozenset(i for i in [tok.eos_token_id, getattr(backend.model.config, "eos_token_id", None)]
+                              if isinstance(i, int))
+        self._max_len = int(getattr(backend.model.config, "max_position_embeddings", 2048) or 2048)
+
+    @property
+    def active(self) -> int:
+        return len(self.owner)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.waiting)
+
+    def submit(self, prompt: list[int], params: SamplingParams, adapter: str, n: int,
+               emit: Callable[[Event], None]) -> Request:
+        """Queue a request of `n` choices; raises QueueFull or Draining instead of waiting."""
+        rows = [Row(prompt, _seeded(params, i), adapter, self.backend.tokenizer, self._eos, self._max_len)
+                for i in range(n)]
+        request = Request(rows, emit)
+        with self._wake:
+            if not self._running:
+                raise Draining("the server is shutting down")
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFull(f"{len(self.waiting)} requests are waiting (limit {self.max_queue})")
+            self.waiting.append(request)
+            self._wake.notify()
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """Free a request's rows at the next step (its client went away)."""
+        request.cancelled = True
+
+    def start(self) -> None:
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="adaptlab-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish every admitted and waiting request, then stop the thread."""
+        with self._wake:
+            self._running = False
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._running and not self.waiting and not self.owner:
+                    self._wake.wait()
+                if not self._running and not self.waiting and not self.owner:
+                    return
+            try:
+                self._iteration()
+            except Exception as e:  # a failed forward fails its requests, never the server
+                log.exception("decoding step failed")
+                self._fail_all(f"generation failed: {e}")
+
+    def _iteration(self) -> None:
+        self._drop_cancelled()
+        for key, rows in self._admit().items():
+            lane = self.lanes.setdefault(key, Lane(self.backend.forward_for(key), self._pad_id(), self._device()))
+            self._deliver(lane, lane.join(rows))
+        for lane in list(self.lanes.values()):
+            self._deliver(lane, lane.step())
+
+    def _admit(self) -> dict[str, list[Row]]:
+        """Move waiting requests into the batch while it has room; rows grouped by lane."""
+        joining: dict[str, list[Row]] = {}
+        with self._wake:
+            while self.waiting and (not self.owner or self.active + len(self.waiting[0].rows) <= self.max_batch):
+                request = self.waiting.popleft()
+                if request.cancelled:
+                    continue
+                for i, row in enumerate(request.rows):
+                    self.owner[row.id] = (request, i)
+                    joining.setdefault(self.backend.lane_of(row.adapter), []).append(row)
+        return joining
+
+    def _deliver(self, lane: Lane, results: list[tuple[Row, str]]) -> None:
+        """Send each row's new text to its request; drop finished rows from the lane."""
+        done = set()
+        for row, text in results:
+            request, index = self.owner[row.id]
+            if text or row.finish_reason:
+                request.emit(Event(index, text, row.finish_reason))
+            if row.finish_reason:
+                done.add(row.id)
+        self._release(lane, done)
+
+    def _drop_cancelled(self) -> None:
+        for lane in list(self.lanes.values()):
+            self._release(lane, {r.id for r in lane.rows if self.owner[r.id][0].cancelled})
+
+    def _release(self, lane: Lane, ids: set[int]) -> None:
+        if not ids:
+            return
+        self.tokens_generated += sum(len(r.generated) for r in lane.rows if r.id in ids)
+        lane.remove(ids)
+        for i in ids:
+            self.owner.pop(i, None)
+
+    def _fail_all(self, message: str) -> None:
+        for request, index in list(self.owner.values()):
+            request.emit(Event(index, "", "error", error=message))
+        self.owner.clear()
+        self.lanes.clear()
+
+    def _pad_id(self) -> int:
+        tok = self.backend.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def _device(self):
+        return next(self.backend.model.parameters()).device
+
+
+def _seeded(params: SamplingParams, i: int) -> SamplingParams:
+    """Choice i of a request with a seed samples with seed + i (so n > 1 choices differ)."""
+    if params.seed is None or i == 0:
+        return params
+    return SamplingParams(params.max_tokens, params.temperature, params.top_p, params.stop, params.seed + i)
