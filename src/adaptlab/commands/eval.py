@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -76,8 +77,11 @@ def eval_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     output: Path = typer.Option(None, "--output", "-o", help="write results as JSON here"),
     log_samples: bool = typer.Option(False, help="include every sample (prompt, output, score) in the JSON"),
+    allow_unsandboxed: bool = typer.Option(False, "--allow-unsandboxed", help="run code tasks even where no OS "
+                                           "sandbox (bubblewrap) starts: model-written code then runs as you"),
 ) -> None:
     """Evaluate a model on tasks (mmlu, gsm8k, humaneval, bbh, nq_open, triviaqa, sentiment or a custom YAML)."""
+    from adaptlab.eval import sandbox
     from adaptlab.eval.runner import evaluate
     from adaptlab.eval.suite import get_suite
     from adaptlab.eval.tasks import TASKS, Protocol, get_task
@@ -97,6 +101,11 @@ def eval_cmd(
         Protocol(shots=0, samples=samples or 1, temperature=temperature or 0.0)   # bad sampling options fail here
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
+    if allow_unsandboxed:
+        os.environ[sandbox.ALLOW_ENV] = "1"   # also reaches the processes that compare starts
+    elif any(get_task(n).kind == "code" for n in names) and (why := sandbox.sandbox_status()):
+        fail(f"code tasks run model-written programs only in an OS sandbox, and {why}. "
+             "Fix that, or pass --allow-unsandboxed to run them as your own user.")
 
     model_obj, tokenizer = _load(model, adapter, dtype, device)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(""), TimeElapsedColumn()]
