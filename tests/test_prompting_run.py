@@ -11,8 +11,9 @@ import torch
 
 from adaptlab.data.records import Classification
 from adaptlab.models import tiny_llama
-from adaptlab.prompting import run as run_mod
-from adaptlab.prompting.run import build_prompts, parse_label, run_prompt
+from adaptlab.eval.kinds import parse_choice
+from adaptlab.models import generation
+from adaptlab.prompting.run import build_prompts, run_prompt
 from adaptlab.prompting.spec import PromptSpec, load_spec
 from adaptlab.prompting.tasks import GENERIC_SPEC, load_task, task_from_records
 
@@ -74,7 +75,7 @@ def test_constrained_picks_the_most_likely_label(tiny, en_task):
 def test_generate_mode_parses_the_label(tiny, en_task, monkeypatch):
     model, tok = tiny
     canned = iter([["It is positive.", "negative, not positive... final: neutral", "no idea", "NEGATIVE"]])
-    monkeypatch.setattr(run_mod, "generate", lambda *a, **k: next(canned))
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: next(canned))
     result = run_prompt(model, tok, en_task, limit=4, mode="generate")
     assert result.mode == "generate"
     assert [p.pred for p in result.predictions] == ["positive", "neutral", None, "negative"]
@@ -98,10 +99,9 @@ def test_generate_mode_runs_on_the_model(tiny, en_task):
     ("НЕГАТИВНЫЙ", "negative"),
     ("", None),
 ])
-def test_parse_label(text, want):
-    answers = {"neutral": "neutral", "negative": "negative", "positive": "positive"}
-    ru = {"neutral": "нейтральный", "negative": "негативный", "positive": "положительный"}
-    assert parse_label(text, answers) == want or parse_label(text, ru) == want
+def test_parse_choice(text, want):
+    ru = {"нейтральный": "neutral", "негативный": "negative", "положительный": "positive"}
+    assert parse_choice(text, ["neutral", "negative", "positive"]) == want or ru.get(parse_choice(text, list(ru))) == want
 
 
 def test_russian_prompt_end_to_end(tiny):

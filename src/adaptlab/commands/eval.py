@@ -84,7 +84,8 @@ def eval_cmd(
     from adaptlab.eval import sandbox
     from adaptlab.eval.runner import evaluate
     from adaptlab.eval.suite import get_suite
-    from adaptlab.eval.tasks import TASKS, Protocol, get_task
+    from adaptlab.eval.catalog import TASKS, get_task
+    from adaptlab.eval.tasks import Protocol
 
     if extraction not in ("strict", "flexible"):
         fail(f"--extraction {extraction!r}: choose strict or flexible")
@@ -94,13 +95,12 @@ def eval_cmd(
         the_suite = get_suite(suite) if suite else None
         names = list(the_suite.tasks) if the_suite else [t.strip() for t in (tasks or "").split(",") if t.strip()]
         if not names:
-            get_task("mmlu")  # registers builtins so the message lists them
             fail(f"give --tasks (one or more of: {', '.join(sorted(TASKS))}) or --suite")
         for name in names:
             get_task(name)
         Protocol(shots=0, samples=samples or 1, temperature=temperature or 0.0)   # bad sampling options fail here
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
     if allow_unsandboxed:
         os.environ[sandbox.ALLOW_ENV] = "1"   # also reaches the processes that compare starts
     elif any(get_task(n).kind == "code" for n in names) and (why := sandbox.sandbox_status()):

@@ -1,4 +1,4 @@
-"""The builtin tasks: one `register(Task(...))` each, prompts as in the papers / lm-evaluation-harness.
+"""The builtin tasks: one `Task(...)` each in `BUILTIN_TASKS` (registered by `catalog.py`), prompts as in the papers / lm-evaluation-harness.
 
 Data are the vendored files under `adaptlab/data/builtin` (licenses beside them). Prompt formats:
 MMLU follows lm-eval's `mmlu` (Hendrycks et al. 2021, 5-shot from dev); GSM8K the 8 chain-of-thought
@@ -14,7 +14,7 @@ import socket
 from functools import cache
 
 from adaptlab.data.builtin import BUILTIN_DIR, builtin_path, read_rows
-from adaptlab.eval.tasks import Protocol, Sample, Task, register
+from adaptlab.eval.tasks import Protocol, Sample, Task
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -45,10 +45,10 @@ def _mmlu_rows() -> tuple[list[dict], dict[str, list[dict]]]:
 def _mmlu(p: Protocol) -> list[Sample]:
     test, dev = _mmlu_rows()
     prefixes = {s: mmlu_header(s) + "".join(f"{_mmlu_item(r)} {LETTERS[int(r['answer'])]}\n\n" for r in rows[: p.shots])
-                for s, rows in dev.items()}
+            for s, rows in dev.items()}
     return [Sample(id=f"mmlu/{r['subject']}/{i}", context=prefixes[r["subject"]] + _mmlu_item(r),
-                   target=int(r["answer"]), choices=[f" {LETTERS[j]}" for j in range(len(_as_list(r["choices"])))],
-                   group=r["subject"]) for i, r in enumerate(test)]
+               target=int(r["answer"]), choices=[f" {LETTERS[j]}" for j in range(len(_as_list(r["choices"])))],
+               group=r["subject"]) for i, r in enumerate(test)]
 
 
 # ---------------------------------------------------------------- GSM8K
@@ -94,7 +94,7 @@ def _gsm8k(p: Protocol) -> list[Sample]:
 # ---------------------------------------------------------------- HumanEval
 def _humaneval(p: Protocol) -> list[Sample]:
     return [Sample(id=r["task_id"], context=r["prompt"], target=f"{r['test']}\n\ncheck({r['entry_point']})\n",
-                   meta={"entry_point": r["entry_point"]})
+               meta={"entry_point": r["entry_point"]})
             for r in read_rows("humaneval/HumanEval.jsonl.gz")]
 
 
@@ -115,8 +115,8 @@ def _bbh(p: Protocol) -> list[Sample]:
     for task in BBH_TASKS:
         prefix = bbh_prompt(task, p.shots)
         out += [Sample(id=f"bbh/{task}/{i}", context=f"{prefix}Q: {r['input']}\nA: Let's think step by step.",
-                       target=[r["target"]], group=task)
-                for i, r in enumerate(read_rows(f"bbh/{task}.jsonl.gz"))]
+                   target=[r["target"]], group=task)
+            for i, r in enumerate(read_rows(f"bbh/{task}.jsonl.gz"))]
     return out
 
 
@@ -147,16 +147,16 @@ def _triviaqa(p: Protocol) -> list[Sample]:
     """TriviaQA rc.nocontext: validation items scored, exemplars from train (as lm-eval does)."""
     if not _hub_reachable():
         raise RuntimeError(f"task 'triviaqa' needs the Hugging Face hub dataset {TRIVIAQA_HUB!r} (config "
-                           "rc.nocontext), which is not vendored and the hub is not reachable from here; run it "
-                           "where the hub is reachable, or download it there with "
-                           f"`datasets.load_dataset('{TRIVIAQA_HUB}', 'rc.nocontext')` and set HF_DATASETS_OFFLINE=1")
+                       "rc.nocontext), which is not vendored and the hub is not reachable from here; run it "
+                       "where the hub is reachable, or download it there with "
+                       f"`datasets.load_dataset('{TRIVIAQA_HUB}', 'rc.nocontext')` and set HF_DATASETS_OFFLINE=1")
     from datasets import load_dataset
 
     val = load_dataset(TRIVIAQA_HUB, "rc.nocontext", split="validation")
     train = load_dataset(TRIVIAQA_HUB, "rc.nocontext", split=f"train[:{max(p.shots, 1)}]")
     prefix = "".join(f"Question: {r['question']}?\nAnswer: {r['answer']['value']}\n\n" for r in train.select(range(p.shots)))
     return [Sample(id=f"triviaqa/{r['question_id']}", context=f"{prefix}Question: {r['question']}?\nAnswer:",
-                   target=list(r["answer"]["aliases"])) for r in val]
+               target=list(r["answer"]["aliases"])) for r in val]
 
 
 # ---------------------------------------------------------------- sentiment
@@ -176,28 +176,30 @@ def _sentiment(p: Protocol) -> list[Sample]:
         shots.append(next(r for r in rows if r["label"] == want and r not in shots))
     prefix = "".join(f"{sentiment_prompt(r['text'])} {r['label']}\n\n" for r in shots)
     return [Sample(id=f"sentiment/{i}", context=prefix + sentiment_prompt(r["text"]),
-                   target=SENTIMENT_LABELS.index(r["label"]), choices=[f" {lab}" for lab in SENTIMENT_LABELS],
-                   group=r["label"], meta={"text": r["text"], "label": r["label"]})
+               target=SENTIMENT_LABELS.index(r["label"]), choices=[f" {lab}" for lab in SENTIMENT_LABELS],
+               group=r["label"], meta={"text": r["text"], "label": r["label"]})
             for i, r in enumerate(rows) if r not in shots]
 
 
-register(Task("mmlu", "builtin:mmlu (hendrycks/test)", "multiple_choice", "acc", 5, _mmlu, max_shots=5,
-              description="57 subjects, 4-way multiple choice; micro and macro over subjects", license="MIT"))
-register(Task("gsm8k", "builtin:gsm8k/test (openai/grade-school-math)", "generate", "number_match", 8, _gsm8k,
-              description="grade-school maths, chain of thought, final number", license="MIT", max_shots=8,
-              stop=("Q:", "\n\n\n", "<|im_end|>", "</s>"), extract="number"))
-register(Task("humaneval", "builtin:humaneval (openai/human-eval)", "code", "pass@1", 0, _humaneval, max_shots=0,
-              description="164 Python functions, pass@1 in the sandbox", license="MIT", max_new_tokens=384,
-              stop=("\nclass", "\ndef", "\n#", "\nif", "\nprint")))
-register(Task("bbh", "builtin:bbh (suzgunmirac/BIG-Bench-Hard)", "generate", "exact_match_raw", 3, _bbh,
-              description="27 BIG-Bench Hard tasks, chain of thought", license="MIT", max_shots=3,
-              stop=("\n\nQ:", "Q:", "<|im_end|>"), extract="answer_is", average="macro"))
-register(Task("nq_open", "builtin:nq_open/dev (google-research-datasets/natural-questions)", "generate",
-              "exact_match", 1, _nq_open, description="open-domain questions, exact match against any answer",
-              license="CC BY-SA 3.0", stop=("\n", ".", ","), max_new_tokens=32))
-register(Task("triviaqa", f"hub:{TRIVIAQA_HUB} (rc.nocontext)", "generate", "exact_match", 1, _triviaqa,
-              description="trivia questions, exact match against any alias (needs the hub)", license="Apache-2.0",
-              stop=("\n", ".", ","), max_new_tokens=32))
-register(Task("sentiment", "builtin:financial_phrasebank/allagree (Malo et al. 2014)", "classify", "acc", 0,
-              _sentiment, description="financial news sentiment: neutral / negative / positive",
-              license="CC BY-NC-SA 3.0", average="micro"))
+BUILTIN_TASKS: tuple[Task, ...] = (
+    Task("mmlu", "builtin:mmlu (hendrycks/test)", "multiple_choice", "acc", 5, _mmlu, max_shots=5,
+          description="57 subjects, 4-way multiple choice; micro and macro over subjects", license="MIT"),
+    Task("gsm8k", "builtin:gsm8k/test (openai/grade-school-math)", "generate", "number_match", 8, _gsm8k,
+          description="grade-school maths, chain of thought, final number", license="MIT", max_shots=8,
+          stop=("Q:", "\n\n\n", "<|im_end|>", "</s>"), extract="number"),
+    Task("humaneval", "builtin:humaneval (openai/human-eval)", "code", "pass@1", 0, _humaneval, max_shots=0,
+          description="164 Python functions, pass@1 in the sandbox", license="MIT", max_new_tokens=384,
+          stop=("\nclass", "\ndef", "\n#", "\nif", "\nprint")),
+    Task("bbh", "builtin:bbh (suzgunmirac/BIG-Bench-Hard)", "generate", "exact_match_raw", 3, _bbh,
+          description="27 BIG-Bench Hard tasks, chain of thought", license="MIT", max_shots=3,
+          stop=("\n\nQ:", "Q:", "<|im_end|>"), extract="answer_is", average="macro"),
+    Task("nq_open", "builtin:nq_open/dev (google-research-datasets/natural-questions)", "generate",
+          "exact_match", 1, _nq_open, description="open-domain questions, exact match against any answer",
+          license="CC BY-SA 3.0", stop=("\n", ".", ","), max_new_tokens=32),
+    Task("triviaqa", f"hub:{TRIVIAQA_HUB} (rc.nocontext)", "generate", "exact_match", 1, _triviaqa,
+          description="trivia questions, exact match against any alias (needs the hub)", license="Apache-2.0",
+          stop=("\n", ".", ","), max_new_tokens=32),
+    Task("sentiment", "builtin:financial_phrasebank/allagree (Malo et al. 2014)", "classify", "acc", 0,
+          _sentiment, description="financial news sentiment: neutral / negative / positive",
+          license="CC BY-NC-SA 3.0", average="micro"),
+)

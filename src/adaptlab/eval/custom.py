@@ -24,7 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adaptlab.eval.kinds import EXTRACTORS, METRICS
+from adaptlab.eval.kinds import CHOICE_METRICS, EXTRACTORS, METRICS
 from adaptlab.eval.tasks import Protocol, Sample, Task
 
 
@@ -55,7 +55,7 @@ class CustomTaskSpec(BaseModel):
             raise ValueError("field 'choices' (the column with the list of choices) is required for kind multiple_choice")
         if self.kind == "classify" and not self.labels:
             raise ValueError("field 'labels' (the label set) is required for kind classify")
-        valid = {"multiple_choice": ("acc", "acc_norm"), "classify": ("acc", "acc_norm"), "code": ("pass@1",),
+        valid = {"multiple_choice": CHOICE_METRICS, "classify": CHOICE_METRICS, "code": ("pass@1",),
                  "generate": tuple(METRICS)}[self.kind]
         if self.metric not in valid:
             raise ValueError(f"field 'metric': {self.metric!r} is not valid for kind {self.kind}; "

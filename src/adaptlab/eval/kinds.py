@@ -7,7 +7,7 @@ per sample with its metric values, the model's output and the extracted answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,14 +27,14 @@ class Scored:
 
 
 # ----------------------------------------------------------------- answer extraction
-def _extract_number(text: str, strict: bool) -> str | None:
+def _extract_number(text: str, strict: bool, choices: Sequence[str]) -> str | None:
     if strict:   # only an explicit "The answer is N" / "#### N" counts
         m = re.search(r"(?:####|[Tt]he (?:final )?answer is)[:\s]*(-?\$?\d[\d,]*(?:\.\d+)?)", text)
         return metrics.extract_number(m.group(0)) if m else None
     return metrics.extract_number(text)
 
 
-def _extract_answer_is(text: str, strict: bool) -> str | None:
+def _extract_answer_is(text: str, strict: bool, choices: Sequence[str]) -> str | None:
     m = re.search(r"[Tt]he answer is[:\s]*(.*?)(?:\.\s|\.?$|\n)", text.strip())
     if m:
         return m.group(1).strip()
@@ -44,10 +44,34 @@ def _extract_answer_is(text: str, strict: bool) -> str | None:
     return lines[-1].strip().rstrip(".") if lines else None
 
 
-EXTRACTORS: dict[str, Callable[[str, bool], str | None]] = {
-    "none": lambda text, strict: text.strip(),
+def parse_choice(text: str, choices: Sequence[str]) -> str | None:
+    """The choice that occurs last in `text` (case-insensitive, whole words; reasoning comes before the
+    answer), or None when the text names none."""
+    best, best_at = None, -1
+    for choice in choices:
+        word = choice.strip()
+        for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE):
+            if m.start() > best_at:
+                best, best_at = word, m.start()
+    return best
+
+
+def short_answer(text: str) -> str:
+    """The answer proper: the first line, without an "The answer is:" lead-in or source markers."""
+    line = text.strip().split("\n", 1)[0]
+    line = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|\((?:squad:)?[^()]*#\d+\)", " ", line)
+    line = re.sub(r"^\s*(?:the answer is|answer)\s*:?\s*", "", line, flags=re.IGNORECASE)
+    return " ".join(line.split()).rstrip(".")
+
+
+Extractor = Callable[[str, bool, Sequence[str]], str | None]
+"""(generated text, strict, the sample's choices) -> the answer, or None when strict finds none."""
+EXTRACTORS: dict[str, Extractor] = {
+    "none": lambda text, strict, choices: text.strip(),
     "number": _extract_number,
     "answer_is": _extract_answer_is,
+    "choice": lambda text, strict, choices: parse_choice(text, choices),
+    "short": lambda text, strict, choices: short_answer(text),
 }
 
 
@@ -95,13 +119,15 @@ def run_choices(model, tokenizer, task: Task, samples: list[Sample], protocol: P
 
 def run_generate(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
                  progress: generation.Progress | None = None, batch_size: int = 8) -> list[Scored]:
+    """Greedy completions (stopped at the task's stop strings), the answer extracted, then the task's
+    metric and its `also` metrics against the references."""
     outputs = generation.generate(model, tokenizer, [s.context for s in samples], max_new_tokens=task.max_new_tokens,
                                stop=list(task.stop), batch_size=batch_size, progress=progress)
     extract = EXTRACTORS[task.extract]
     out = []
     for s, text in zip(samples, outputs):
-        answer = extract(text, protocol.extraction == "strict")
-        scores = {task.metric: 0.0 if answer is None else METRICS[task.metric](answer, s.target)}
+        answer = extract(text, protocol.extraction == "strict", s.choices)
+        scores = {m: 0.0 if answer is None else METRICS[m](answer, s.target) for m in (task.metric, *task.also)}
         out.append(Scored(s, scores, output=text, answer=answer))
     return out
 

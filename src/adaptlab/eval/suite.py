@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adaptlab.registry import lookup
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -26,6 +28,5 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
 
 
 def get_suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise KeyError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
-    return SUITES[name]
+    """A named suite; an unknown name lists the valid ones."""
+    return lookup(SUITES, name, "suite")

@@ -1,7 +1,9 @@
-"""What an eval task is (one registry entry: source, prompt, kind, metric, shots) and the protocol it ran under.
+"""What an eval task is (source, prompt, kind, metric, shots) and the protocol it ran under.
 
 A task's `build(protocol)` turns its data into `Sample`s whose `context` is the exact prompt text
-(few-shot block included); the kind (see `kinds.py`) decides how the model is asked and scored.
+(few-shot block included) and whose `meta` keeps the raw fields a route needs to build its own
+context; the kind (see `kinds.py`) decides how the model is asked and scored. The registry of named
+tasks is `catalog.py`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Task:
     stop: tuple[str, ...] = ()                    # generate/code: stop strings
     max_new_tokens: int = 256
     extract: str = "none"                         # generate: answer extractor (a key of kinds.EXTRACTORS)
+    also: tuple[str, ...] = ()                    # generate: metrics reported beside the primary one
     average: Literal["micro", "macro"] = "micro"  # the standard averaging
     max_shots: int | None = None                  # most exemplars the data has (None: any)
 
@@ -72,29 +75,6 @@ class Task:
             raise ValueError(f"task {self.name!r} has at most {self.max_shots} exemplars, asked for {shots}")
         base = Protocol(shots=shots, average=self.average)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-TASKS: dict[str, Task] = {}
-
-
-def register(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
-
-
-def get_task(name: str) -> Task:
-    """A registered task, or a custom task from a YAML file path."""
-    from adaptlab.eval import builtin_tasks  # noqa: F401  (registers the builtin tasks)
-
-    if name.endswith((".yaml", ".yml")):
-        from adaptlab.eval.custom import load_custom_task
-        return load_custom_task(name)
-    if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))} "
-                       "(or a path to a custom task .yaml)")
-    return TASKS[name]
 
 
 def select(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:

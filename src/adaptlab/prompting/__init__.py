@@ -1,5 +1,5 @@
 """Prompting: a spec of the five prompt components plus exemplars, rendered through the chat template,
-run on a task (constrained or generate-and-parse) and ablated component by component.
+scored on a task by the eval harness (constrained or generate-and-parse) and ablated component by component.
 
 Names load lazily (PEP 562) so that importing the spec alone, as the CLI does, does not import torch.
 """
@@ -12,7 +12,7 @@ _EXPORTS = {
     "spec": ["COMPONENTS", "PromptSpec", "Sections", "SpecError", "load_spec", "parse_spec"],
     "render": ["build_messages", "render_prompt"],
     "exemplars": ["SELECTORS", "builtin_embedder", "select_exemplars"],
-    "run": ["MODES", "ClassifyTask", "PromptResult", "build_prompts", "parse_label", "run_prompt"],
+    "run": ["MODES", "ClassifyTask", "PromptResult", "as_eval_task", "build_prompts", "run_prompt", "spec_context"],
     "tasks": ["load_task", "prompt_task_names", "task_from_records"],
     "ablate": ["AblationResult", "ablate", "plot_ablation"],
 }

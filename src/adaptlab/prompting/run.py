@@ -1,5 +1,7 @@
 """Run a classification task zero-shot or few-shot with a PromptSpec: predictions and accuracy.
 
+Prompting only builds contexts (`spec_context`); scoring is the eval harness's (`evaluate_task`).
+
 Two ways to read the model's answer (`MODES`):
 
 - `constrained`: score every label's answer word as the continuation of the prompt and take the most
@@ -12,17 +14,18 @@ Two ways to read the model's answer (`MODES`):
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from adaptlab.data.records import Classification
-from adaptlab.eval.metrics import exact_match
-from adaptlab.models.generation import generate, loglikelihoods
+from adaptlab.eval.kinds import Scored
+from adaptlab.eval.runner import ContextBuilder, evaluate_task
+from adaptlab.eval.tasks import Protocol, Sample, Task
 from adaptlab.prompting.exemplars import Embed, select_exemplars
 from adaptlab.prompting.render import build_messages, render_prompt
 from adaptlab.prompting.spec import PromptSpec
+from adaptlab.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -79,56 +82,60 @@ def build_prompts(tokenizer, task: ClassifyTask, spec: PromptSpec, items: Sequen
             for it, ex in zip(items, shots)]
 
 
-def parse_label(output: str, answers: dict[str, str]) -> str | None:
-    """The label whose answer word occurs last in `output` (case-insensitive, whole words), or None."""
-    best, best_at = None, -1
-    for label, word in answers.items():
-        for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", output, flags=re.IGNORECASE):
-            if m.start() > best_at:
-                best, best_at = label, m.start()
-    return best
+def spec_context(tokenizer, task: ClassifyTask, spec: PromptSpec, embed: Embed | None = None) -> ContextBuilder:
+    """The prompting route's context builder for `evaluate_task`: each sample's text (`meta["text"]`)
+    rendered with the spec and its exemplars through the chat template."""
+    def build(samples: Sequence[Sample]) -> list[str]:
+        items = [Classification(s.meta["text"], s.meta["label"]) for s in samples]
+        return build_prompts(tokenizer, task, spec, items, embed)
+    return build
 
 
-def _constrained(model, tokenizer, prompts: list[str], answers: dict[str, str], opts: dict
-                 ) -> list[tuple[str | None, str]]:
-    labels = list(answers)
-    scores = loglikelihoods(model, tokenizer, [(p, answers[y]) for p in prompts for y in labels],
-                            batch_size=opts.get("batch_size", 16))
-    out = []
-    for i in range(len(prompts)):
-        row = [s for s, _ in scores[i * len(labels): (i + 1) * len(labels)]]
-        best = max(range(len(labels)), key=row.__getitem__)
-        out.append((labels[best], " ".join(f"{answers[y]}={s:.2f}" for y, s in zip(labels, row))))
-    return out
+# how the label is read -> the eval kind that reads it: scored answer words, or generate and parse
+MODES: dict[str, str] = {"constrained": "classify", "generate": "generate"}
 
 
-def _generate(model, tokenizer, prompts: list[str], answers: dict[str, str], opts: dict
-              ) -> list[tuple[str | None, str]]:
-    texts = generate(model, tokenizer, prompts, max_new_tokens=opts.get("max_new_tokens", 32),
-                     batch_size=opts.get("batch_size", 8))
-    return [(parse_label(t, answers), t) for t in texts]
+def as_eval_task(task: ClassifyTask, spec: PromptSpec, items: Sequence[Classification], mode: str,
+                 max_new_tokens: int = 32) -> Task:
+    """The items as an eval task whose choices are the spec's answer words: `classify` scores each word's
+    log-likelihood (acc), `generate` finds the word the output names last (exact match, extractor `choice`)."""
+    kind = lookup(MODES, mode, "mode")
+    words = [spec.answer(label) for label in task.labels]
+    if len(set(words)) != len(words):
+        raise ValueError(f"two labels share an answer word: {dict(zip(task.labels, words))}")
+
+    def target(label: str) -> int | list[str]:
+        if kind == "generate":
+            return [spec.answer(label)]
+        return task.labels.index(label) if label in task.labels else -1
+
+    samples = [Sample(f"{task.name}/{i}", it.text, target(it.label), choices=words,
+                      meta={"text": it.text, "label": it.label}) for i, it in enumerate(items)]
+    return Task(task.name, "prompting", kind, "acc" if kind == "classify" else "exact_match", spec.shots,
+                lambda _: samples, extract="choice", max_new_tokens=max_new_tokens)
 
 
-Mode = Callable[..., list[tuple[str | None, str]]]
-MODES: dict[str, Mode] = {"constrained": _constrained, "generate": _generate}
+def _prediction(s: Scored, metric: str, labels: dict[str, str]) -> Prediction:
+    """A scored sample as a prediction: the label read, and the output (text, or each word's log-likelihood)."""
+    if "loglikelihoods" in s.extra:
+        shown = " ".join(f"{w}={ll:.2f}" for w, ll in zip(s.sample.choices, s.extra["loglikelihoods"]))
+        return Prediction(s.sample.meta["text"], s.sample.meta["label"], labels[s.output], shown, s.scores[metric])
+    return Prediction(s.sample.meta["text"], s.sample.meta["label"], labels.get(s.answer or ""), s.output,
+                      s.scores[metric])
 
 
 def run_prompt(model, tokenizer, task: ClassifyTask, spec: PromptSpec | None = None, *, mode: str = "constrained",
                limit: int | None = None, embed: Embed | None = None, batch_size: int = 16,
                max_new_tokens: int = 32) -> PromptResult:
-    """Label `task.items[:limit]` with the model prompted by `spec` (default: the task's own)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    """Label `task.items[:limit]` with the model prompted by `spec` (default: the task's own), through
+    the one eval path (`evaluate_task` with `spec_context`)."""
     spec = spec or task.spec
     items = task.items[:limit] if limit else task.items
-    answers = {label: spec.answer(label) for label in task.labels}
-    if len(set(answers.values())) != len(answers):
-        raise ValueError(f"two labels share an answer word: {answers}")
-    prompts = build_prompts(tokenizer, task, spec, items, embed)
-    outcomes = MODES[mode](model, tokenizer, prompts, answers,
-                           {"batch_size": batch_size, "max_new_tokens": max_new_tokens})
-    preds = [Prediction(it.text, it.label, pred, out, exact_match(pred or "", [it.label]))
-             for it, (pred, out) in zip(items, outcomes)]
+    eval_task = as_eval_task(task, spec, items, mode, max_new_tokens)
+    result = evaluate_task(model, tokenizer, eval_task, Protocol(shots=spec.shots),
+                           spec_context(tokenizer, task, spec, embed), batch_size=batch_size)
+    labels = {spec.answer(label).strip(): label for label in task.labels}
+    preds = [_prediction(s, result.metric, labels) for s in result.scored]
     n = max(len(preds), 1)
     most_common = Counter(e.label for e in task.pool).most_common(1)
     majority_label = most_common[0][0] if most_common else None

@@ -15,8 +15,11 @@ from pathlib import Path
 from adaptlab.data.builtin import BUILTIN_DATASETS
 from adaptlab.data.records import Classification
 from adaptlab.data.sources import LOCAL_FORMATS, load_records
+from adaptlab.eval.catalog import TASKS, get_task
+from adaptlab.eval.tasks import Protocol
 from adaptlab.prompting.run import ClassifyTask
 from adaptlab.prompting.spec import PromptSpec, Sections
+from adaptlab.registry import UnknownNameError
 
 SPLIT_SEED = 0
 POOL_FRACTION = 0.2
@@ -67,11 +70,9 @@ def task_from_records(name: str, records: Sequence[Classification], spec: Prompt
 
 def _from_eval(name: str) -> ClassifyTask | None:
     """The eval registry's task `name` as a ClassifyTask (its samples carry the raw text and label)."""
-    from adaptlab.eval.tasks import Protocol, get_task
-
     try:
         task = get_task(name)
-    except KeyError:
+    except UnknownNameError:
         return None
     if task.kind != "classify":
         raise ValueError(f"task {name!r} is a {task.kind} task; prompting runs classify tasks: "
@@ -85,9 +86,6 @@ def _from_eval(name: str) -> ClassifyTask | None:
 
 
 def _eval_classify_tasks() -> list[str]:
-    from adaptlab.eval import builtin_tasks  # noqa: F401  (registers the builtin tasks)
-    from adaptlab.eval.tasks import TASKS
-
     return [name for name, t in TASKS.items() if t.kind == "classify"]
 
 

@@ -1,5 +1,7 @@
 """Answer a question from retrieved chunks: numbered sources in the prompt, [n] citations in the answer.
 
+For scoring, `sources_context` is RAG's context builder: the eval harness (`evaluate_task`) asks and scores.
+
 Generation is greedy (`adaptlab.models.generation.generate`). `cite` (sentences with [n] citations, for
 people) is a chat turn through the model's own chat template; `short` (a few words, for exact-match
 scoring on QA sets) and `closed_book` (the same without sources) are few-shot completions.
@@ -10,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from adaptlab.eval.runner import ContextBuilder
+from adaptlab.eval.tasks import Sample
 from adaptlab.models.generation import generate
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.store import Hit, Store, StoreError
@@ -102,6 +106,14 @@ def prompt(tokenizer, question: str, hits: list[Hit], style: str = "cite") -> st
     if STYLES[style].few_shot:
         return few_shot_prompt(question, hits, style)
     return render(tokenizer, messages(question, hits, style))
+
+
+def sources_context(tokenizer, hits: dict[str, list[Hit]], style: str = "short") -> ContextBuilder:
+    """RAG's context builder for `evaluate_task`: each sample's question (`meta["question"]`) with its
+    retrieved sources (`hits[sample.id]`; none for a style without sources) as the `style` prompt."""
+    def build(samples: list[Sample]) -> list[str]:
+        return [prompt(tokenizer, s.meta["question"], hits.get(s.id, []), style) for s in samples]
+    return build
 
 
 def citations(text: str, n_sources: int) -> list[int]:

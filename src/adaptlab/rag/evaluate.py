@@ -9,14 +9,14 @@ match and token F1 (Rajpurkar et al. 2016), closed-book (no sources) and with th
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.data.builtin import read_rows
-from adaptlab.eval.metrics import alias_match, exact_match, token_f1
-from adaptlab.rag.answer import answer_many
+from adaptlab.eval.runner import evaluate_task
+from adaptlab.eval.tasks import Protocol, Sample, Task
+from adaptlab.rag.answer import STYLES, sources_context
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.index import IndexReport, Progress, sync, text_documents
 from adaptlab.rag.store import Hit, Store
@@ -88,38 +88,37 @@ def retrieval(store: Store, embedder: Embedder, questions: Sequence[Question], k
     return recall, hybrid
 
 
-METRICS = {"exact_match": exact_match, "f1": token_f1, "contains_answer": alias_match}
+QA_METRICS = {"exact_match": "exact_match", "f1": "f1", "contains_answer": "alias_match"}  # shown -> eval metric
 
 
-def qa_scores(predictions: Sequence[str], questions: Sequence[Question]) -> dict[str, float]:
-    """Mean SQuAD exact match and token F1, and how often a gold answer occurs in the prediction."""
-    n = max(len(questions), 1)
-    return {name: sum(fn(p, q.answers) for p, q in zip(predictions, questions)) / n for name, fn in METRICS.items()}
-
-
-def short_answer(text: str) -> str:
-    """The answer proper: the first line, without an "The answer is:" lead-in or source markers."""
-    line = text.strip().split("\n", 1)[0]
-    line = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]|\((?:squad:)?[^()]*#\d+\)", " ", line)
-    line = re.sub(r"^\s*(?:the answer is|answer)\s*:?\s*", "", line, flags=re.IGNORECASE)
-    return " ".join(line.split()).rstrip(".")
+def squad_task(questions: Sequence[Question]) -> Task:
+    """The questions as one eval task: a short greedy answer (first line, extractor `short`) scored by
+    SQuAD exact match, token F1 and contains-answer; closed-book and RAG differ only in the context."""
+    samples = [Sample(q.id, q.question, list(q.answers), meta={"question": q.question}) for q in questions]
+    return Task("squad", "builtin:squad/dev (rajpurkar/squad v1.1)", "generate", "exact_match", 0, lambda _: samples,
+                license="CC BY-SA 4.0", stop=("\n",), max_new_tokens=STYLES["short"].max_new_tokens, extract="short",
+                also=tuple(m for m in QA_METRICS.values() if m != "exact_match"))
 
 
 def evaluate(store: Store, embedder: Embedder, model, tokenizer, questions: Sequence[Question], k: int = 4,
              ks: Sequence[int] = (1, 5, 10), batch_size: int = 8,
              progress: Callable[[int], None] | None = None) -> QAResult:
-    """Retrieval recall@ks, then closed-book and RAG (top-k hybrid chunks) answers, on an indexed store."""
+    """Retrieval recall@ks, then closed-book and RAG (top-k hybrid chunks) answers, on an indexed store,
+    both scored by the eval harness on the same task."""
     recall, hits = retrieval(store, embedder, questions, sorted(set(ks) | {k}))
-    texts = [q.question for q in questions]
-    closed = answer_many(model, tokenizer, texts, [[] for _ in questions], "closed_book", batch_size, progress)
-    rag = answer_many(model, tokenizer, texts, [h[:k] for h in hits], "short", batch_size, progress)
-    closed_pred = [short_answer(a.text) for a in closed]
-    rag_pred = [short_answer(a.text) for a in rag]
+    task = squad_task(questions)
+    routes = {"closed_book": sources_context(tokenizer, {}, "closed_book"),
+              "rag": sources_context(tokenizer, {q.id: h[:k] for q, h in zip(questions, hits)}, "short")}
+    results = {route: evaluate_task(model, tokenizer, task, Protocol(shots=0), build, batch_size=batch_size,
+                                    progress=(lambda name, total: progress) if progress else None)
+               for route, build in routes.items()}
+    n = max(len(questions), 1)
+    scores = {route: {name: sum(r.per_sample(m)) / n for name, m in QA_METRICS.items()} for route, r in results.items()}
+    closed_pred, rag_pred = ([s.answer for s in results[route].scored] for route in routes)
     rows = [{"id": q.id, "question": q.question, "answers": q.answers, "closed_book": c, "rag": r,
              "retrieved": [h.chunk.source for h in hs[:k]], "gold_retrieved": q.source in [h.chunk.source for h in hs[:k]]}
             for q, c, r, hs in zip(questions, closed_pred, rag_pred, hits)]
-    return QAResult(len(questions), k, recall,
-                    {"closed_book": qa_scores(closed_pred, questions), "rag": qa_scores(rag_pred, questions)}, rows)
+    return QAResult(len(questions), k, recall, scores, rows)
 
 
 def plot(result: QAResult, path: Path) -> Path:
@@ -130,7 +129,7 @@ def plot(result: QAResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    metrics = list(METRICS)
+    metrics = list(QA_METRICS)
     for i, (route, scores) in enumerate(result.scores.items()):
         left.bar([m + i * 0.4 for m in range(len(metrics))], [100 * scores[m] for m in metrics], 0.4, label=route)
     left.set_xticks([m + 0.2 for m in range(len(metrics))], ["exact match", "F1", "contains answer"])
