@@ -57,6 +57,6 @@ def test_builtin_sets_load_with_their_licenses():
     assert len(load_records("gsm8k-test")) == 1319
     assert len(load_records("alpaca-seed")) >= 175
     prefs = load_records("hh-rlhf-harmless")
-    assert len(prefs) == 2312 and prefs[0].prompt.endswith("Assistant:")
+    assert len(prefs) == 2312 and prefs[0].prompt[-1]["role"] == "user" and prefs[0].chosen
     assert all(d.license for d in BUILTIN_DATASETS.values())
     assert "non-commercial" in BUILTIN_DATASETS["financial-phrasebank"].license

@@ -38,9 +38,18 @@ class OptimConfig(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0)
 
 
+class DPOConfig(Strict):
+    """Settings of `objective: dpo` (train/objectives/dpo.py)."""
+
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference policy")
+    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="sigmoid = DPO (Rafailov 2023); ipo = IPO (Azar 2023)")
+    cache_reference: bool = Field(True, description="keep the reference log-probs on disk with the run, reused on resume")
+
+
 class TrainConfig(Strict):
     model: str = Field("smollm2-135m", description="builtin name, hub id, local dir or .gguf file")
-    objective: str = "sft"
+    objective: str = Field("sft", description="sft | reward | dpo (train/objectives/)")
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptlab.data.records import Classification, Instruction, MultipleChoice, Preference, Record
+from adaptlab.data.records import Classification, Instruction, MultipleChoice, Preference, Record, transcript_messages
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -36,16 +36,12 @@ def read_rows(relpath: str) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def _hh_split(text: str) -> tuple[str, str]:
-    """HH-RLHF stores whole dialogues; the prompt is everything up to the last 'Assistant:' turn."""
-    cut = text.rfind("\n\nAssistant:")
-    return text[: cut + len("\n\nAssistant:")], text[cut + len("\n\nAssistant:"):].strip()
-
-
 def _hh(row: dict) -> Preference:
-    prompt, chosen = _hh_split(row["chosen"])
-    _, rejected = _hh_split(row["rejected"])
-    return Preference(prompt=prompt, chosen=chosen, rejected=rejected)
+    """HH-RLHF stores the whole dialogue on each side; the prompt is the chosen side's turns before its last
+    answer (as Anthropic and trl read it: a few rows' rejected sides diverge earlier, mid-answer)."""
+    chosen = transcript_messages(row["chosen"])
+    return Preference(prompt=chosen[:-1], chosen=chosen[-1]["content"],
+                      rejected=transcript_messages(row["rejected"])[-1]["content"])
 
 
 def _alpaca_seed(row: dict) -> Iterator[Instruction]:

@@ -1,12 +1,13 @@
 """Typed records every data source maps onto, and the mapping of common layouts onto them.
 
 Layouts understood: Alpaca ({instruction, input, output}), ShareGPT ({conversations: [{from, value}]}),
-OpenAI messages ({messages: [{role, content}]}), preference ({prompt, chosen, rejected}),
-classification ({text, label}) and multiple choice ({question, choices, answer}).
+OpenAI messages ({messages: [{role, content}]}), preference ({prompt, chosen, rejected} as text, trl's
+conversational layouts with message lists, or Anthropic's HH-RLHF transcripts {chosen, rejected}), classification ({text, label}) and multiple choice ({question, choices, answer}).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -25,7 +26,9 @@ class Chat:
 
 @dataclass(frozen=True)
 class Preference:
-    prompt: str
+    """A prompt and two responses, the first preferred. `prompt` is plain text or chat turns."""
+
+    prompt: str | list[dict[str, str]]
     chosen: str
     rejected: str
 
@@ -66,7 +69,8 @@ def _text(row: dict, key: str, where: str) -> str:
     return value
 
 
-def _messages(items: Any, where: str, role_key: str, content_key: str, key: str) -> list[dict[str, str]]:
+def _messages(items: Any, where: str, role_key: str, content_key: str, key: str,
+              need_answer: bool = True) -> list[dict[str, str]]:
     if not isinstance(items, list) or not items:
         raise RecordError(where, f"field {key!r} must be a non-empty list of turns")
     out = []
@@ -78,7 +82,7 @@ def _messages(items: Any, where: str, role_key: str, content_key: str, key: str)
             raise RecordError(where, f"field {key!r}[{i}].{role_key} is {turn[role_key]!r}; "
                                      f"allowed: {', '.join(sorted(SHAREGPT_ROLES))}")
         out.append({"role": role, "content": str(turn[content_key])})
-    if not any(t["role"] == "assistant" for t in out):
+    if need_answer and not any(t["role"] == "assistant" for t in out):
         raise RecordError(where, f"field {key!r} has no assistant turn to learn from")
     return out
 
@@ -88,7 +92,7 @@ def detect_kind(row: dict) -> str:
     keys = set(row)
     if "messages" in keys or "conversations" in keys:
         return "chat"
-    if {"chosen", "rejected"} <= keys:
+    if keys & {"chosen", "rejected"}:
         return "preference"
     if {"question", "choices", "answer"} <= keys:
         return "multiple_choice"
@@ -114,8 +118,7 @@ def to_record(row: Any, where: str, kind: str | None = None) -> Record:
             return Chat(_messages(row["messages"], where, "role", "content", "messages"))
         return Chat(_messages(row.get("conversations"), where, "from", "value", "conversations"))
     if kind == "preference":
-        return Preference(prompt=row.get("prompt") or "", chosen=_text(row, "chosen", where),
-                          rejected=_text(row, "rejected", where))
+        return _preference(row, where)
     if kind == "classification":
         return Classification(text=_text(row, "text", where), label=str(row.get("label")))
     choices = row.get("choices")
@@ -127,3 +130,52 @@ def to_record(row: Any, where: str, kind: str | None = None) -> Record:
     if not isinstance(answer, int) or not 0 <= answer < len(choices):
         raise RecordError(where, f"field 'answer' must index 'choices' (0..{len(choices) - 1}), got {answer!r}")
     return MultipleChoice(question=_text(row, "question", where), choices=[str(c) for c in choices], answer=answer)
+
+
+TRANSCRIPT_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def transcript_messages(text: str) -> list[dict[str, str]]:
+    """Anthropic HH-RLHF's "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript as chat turns."""
+    parts = TRANSCRIPT_TURN.split(text)
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[r], "content": c.strip()} for r, c in zip(parts[1::2], parts[2::2])]
+
+
+def _split_last_answer(messages: list[dict[str, str]], where: str, key: str) -> tuple[list[dict[str, str]], str]:
+    if not messages or messages[-1]["role"] != "assistant":
+        raise RecordError(where, f"field {key!r} must end with an assistant turn")
+    return messages[:-1], messages[-1]["content"]
+
+
+def _pref_side(row: dict, key: str, where: str) -> tuple[list[dict[str, str]] | None, str]:
+    """(turns before the answer or None, the answer) of `chosen`/`rejected` in any supported layout."""
+    if key not in row or row[key] is None:
+        raise RecordError(where, f"missing field {key!r} (fields present: {', '.join(row) or 'none'})")
+    value = row[key]
+    if isinstance(value, list):  # trl conversational: [{"role": "assistant", ...}] or the whole conversation
+        return _split_last_answer(_messages(value, where, "role", "content", key), where, key)
+    if not isinstance(value, str):
+        raise RecordError(where, f"field {key!r} must be text or a list of turns, got {type(value).__name__}")
+    if "prompt" not in row and TRANSCRIPT_TURN.search(value):  # Anthropic: the whole dialogue in each side
+        return _split_last_answer(transcript_messages(value), where, key)
+    return None, value
+
+
+def _preference(row: dict, where: str) -> Preference:
+    """A preference pair from {prompt, chosen, rejected} (text or turns) or from whole dialogues per side."""
+    before_c, chosen = _pref_side(row, "chosen", where)
+    before_r, rejected = _pref_side(row, "rejected", where)
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        prompt = _messages(prompt, where, "role", "content", "prompt", need_answer=False) if prompt else []
+        prompt = (prompt + before_c) if before_c else prompt
+    elif prompt is not None and not isinstance(prompt, str):
+        raise RecordError(where, f"field 'prompt' must be text or a list of turns, got {type(prompt).__name__}")
+    elif prompt is None and before_c is not None:
+        if before_c != before_r:
+            raise RecordError(where, "fields 'chosen' and 'rejected' continue different conversations")
+        prompt = before_c
+    if chosen.strip() == rejected.strip():
+        raise RecordError(where, "fields 'chosen' and 'rejected' are identical: the pair teaches nothing")
+    return Preference(prompt=prompt or "", chosen=chosen, rejected=rejected)

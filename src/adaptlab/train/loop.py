@@ -125,6 +125,11 @@ class Trainer:
         train_records, eval_records = split_records(cfg)
         self.tokenizer, self.model = self.build_model(device)
         self.model.train()
+        self.train_batches = self.objective.batches(train_records, self.tokenizer, cfg)
+        self.eval_batches = self.objective.batches(eval_records, self.tokenizer, cfg) if eval_records else []
+        if (prepare := getattr(self.objective, "prepare", None)) is not None:  # heads, reference log-probs
+            with self.autocast():
+                self.model = prepare(self.model, self.tokenizer, cfg, self.train_batches + self.eval_batches, self.out)
         self.footprint = self.method.footprint(self.model)
         self.parallel = choose_parallel(cfg.parallel, self.world)
         # loss(batch) -> (summed loss, target count); under fsdp through the sharded root
@@ -133,8 +138,6 @@ class Trainer:
         if not self.params:
             raise ValueError(f"method {cfg.method.name!r} left no trainable parameter")
 
-        self.train_batches = self.objective.batches(train_records, self.tokenizer, cfg)
-        self.eval_batches = self.objective.batches(eval_records, self.tokenizer, cfg) if eval_records else []
         # a method may bring its own optimizer (QLoRA: paged 8-bit AdamW on CUDA); it logs which one runs
         make_optimizer = getattr(self.method, "optimizer", None) or torch.optim.AdamW
         self.optimizer = make_optimizer(self.params, lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -261,8 +264,9 @@ class Trainer:
                     result.eval_losses.append((done, eval_loss))
                 metrics = StepMetrics(done, cfg.max_steps, loss, self.scheduler.get_last_lr()[0],
                                       result.tokens_per_s, norm, eval_loss)
+                objective_stats = self.objective.pop_stats() if hasattr(self.objective, "pop_stats") else {}
                 for logger in self.loggers:
-                    logger.log({k: v for k, v in metrics.__dict__.items() if v is not None})
+                    logger.log({k: v for k, v in metrics.__dict__.items() if v is not None} | objective_stats)
                 if self.on_step and self.world.is_main:
                     self.on_step(metrics)
                 if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps:
@@ -271,6 +275,8 @@ class Trainer:
             model = self.unsharded_model()
             if self.world.is_main:
                 save_artifact(model, self.tokenizer, self.method, cfg.method, cfg.model, result.final_dir)
+                if hasattr(self.objective, "save"):  # the reward head beside the method's files
+                    self.objective.save(model, result.final_dir)
             barrier(self.world)
         finally:
             for logger in self.loggers:

@@ -19,7 +19,10 @@ so only d/dh ([tokens x hidden]) and d/dW (when W trains) are kept for backward,
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from adaptlab.registry import lookup
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -60,3 +63,81 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk:
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk)
+
+
+class _LinearLogProbs(torch.autograd.Function):
+    """Per-token log p(y_i) = (W h_i)[y_i] - logsumexp(W h_i), in chunks; backward recomputes each chunk's
+    softmax, so neither pass holds the [tokens x vocabulary] logits:
+        d/dh_i = g_i (onehot(y_i) - softmax(W h_i)) W,   d/dW = sum_i g_i (onehot - softmax)^T h_i."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int) -> Tensor:
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        out = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
+        for s in range(0, hidden.shape[0], chunk):
+            logits = (hidden[s:s + chunk] @ weight.t()).to(acc)
+            out[s:s + chunk] = logits.gather(1, targets[s:s + chunk, None]).squeeze(1) - torch.logsumexp(logits, -1)
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        hidden, weight, targets = ctx.saved_tensors
+        acc = grad_out.dtype
+        grad_h = torch.empty_like(hidden)
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], ctx.chunk):
+            h, y = hidden[s:s + ctx.chunk], targets[s:s + ctx.chunk]
+            g = -torch.softmax((h @ weight.t()).to(acc), dim=-1)
+            g[torch.arange(len(y), device=y.device), y] += 1.0
+            g = (g * grad_out[s:s + ctx.chunk, None]).to(hidden.dtype)
+            grad_h[s:s + ctx.chunk] = g @ weight
+            if grad_w is not None:
+                grad_w += (g.t() @ h).to(acc)
+        return grad_h, grad_w.to(weight.dtype) if grad_w is not None else None, None, None
+
+
+def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 1024) -> Tensor:
+    """log p(targets[i] | hidden[i]) under logits `hidden @ weight.T`, [N], without materialising the logits."""
+    if hidden.shape[0] == 0:
+        return hidden.sum(-1) * 0.0
+    return _LinearLogProbs.apply(hidden, weight, targets, chunk)
+
+
+def sequence_sums(values: Tensor, segment: Tensor, n: int) -> Tensor:
+    """Sum per sequence: out[j] = sum_{i: segment[i] = j} values[i] (the loss-masked sequence log-prob
+    log pi(y|x) = sum_t log pi(y_t | x, y_<t) when `values` are token log-probs of the response tokens)."""
+    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, segment, values)
+
+
+def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """Per-pair reward-model loss  -log sigmoid(r(x, y_w) - r(x, y_l))  (Bradley & Terry 1952; InstructGPT,
+    Ouyang et al. 2022, arXiv:2203.02155, eq. 1)."""
+    return -F.logsigmoid(chosen - rejected)
+
+
+def dpo_sigmoid(chosen_ratio: Tensor, rejected_ratio: Tensor, beta: float, chosen_len: Tensor,
+                rejected_len: Tensor) -> Tensor:
+    """DPO (Rafailov et al. 2023, arXiv:2305.18290, eq. 7):  -log sigmoid(beta (rho_w - rho_l)),
+    rho = log pi(y|x) - log pi_ref(y|x)."""
+    return -F.logsigmoid(beta * (chosen_ratio - rejected_ratio))
+
+
+def dpo_ipo(chosen_ratio: Tensor, rejected_ratio: Tensor, beta: float, chosen_len: Tensor,
+            rejected_len: Tensor) -> Tensor:
+    """IPO (Azar et al. 2023, arXiv:2310.12036, eq. 17) with log-ratios averaged per response token, as the
+    IPO authors and trl do:  (rho_w / |y_w| - rho_l / |y_l| - 1 / (2 beta))^2."""
+    delta = chosen_ratio / chosen_len.clamp(min=1) - rejected_ratio / rejected_len.clamp(min=1)
+    return (delta - 1 / (2 * beta)) ** 2
+
+
+DPO_LOSSES = {"sigmoid": dpo_sigmoid, "ipo": dpo_ipo}
+
+
+def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, beta: float,
+             kind: str, chosen_len: Tensor, rejected_len: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pair loss (`DPO_LOSSES[kind]`) and each side's implicit reward r = beta (log pi - log pi_ref)."""
+    chosen_ratio, rejected_ratio = policy_chosen - ref_chosen, policy_rejected - ref_rejected
+    loss = lookup(DPO_LOSSES, kind, "DPO loss")(chosen_ratio, rejected_ratio, beta, chosen_len, rejected_len)
+    return loss, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
