@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from adaptlab.eval.catalog import get_task
 from adaptlab.eval.custom import load_custom_task
 from adaptlab.eval.runner import evaluate_task
-from adaptlab.eval.catalog import get_task
 from adaptlab.models import tiny_llama
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -2,9 +2,9 @@
 
 import pytest
 
+from adaptlab.eval.catalog import get_task
 from adaptlab.eval.kinds import run_choices
 from adaptlab.eval.reference import lm_eval_mmlu, mmlu_slice
-from adaptlab.eval.catalog import get_task
 from adaptlab.models import tiny_llama
 
 

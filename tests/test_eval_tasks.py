@@ -5,11 +5,11 @@ import json
 import pytest
 
 from adaptlab.eval import builtin_tasks, kinds
-from adaptlab.eval.runner import aggregate, evaluate, evaluate_task
 from adaptlab.eval.catalog import TASKS, get_task
+from adaptlab.eval.runner import aggregate, evaluate, evaluate_task
 from adaptlab.eval.tasks import Protocol, Sample, Task, select
-from adaptlab.registry import UnknownNameError
 from adaptlab.models import tiny_llama
+from adaptlab.registry import UnknownNameError
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from adaptlab.data.records import Classification
-from adaptlab.models import tiny_llama
 from adaptlab.eval.kinds import parse_choice
-from adaptlab.models import generation
+from adaptlab.models import generation, tiny_llama
 from adaptlab.prompting.run import build_prompts, run_prompt
 from adaptlab.prompting.spec import PromptSpec, load_spec
 from adaptlab.prompting.tasks import GENERIC_SPEC, load_task, task_from_records

@@ -82,9 +82,9 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on tasks (mmlu, gsm8k, humaneval, bbh, nq_open, triviaqa, sentiment or a custom YAML)."""
     from adaptlab.eval import sandbox
+    from adaptlab.eval.catalog import TASKS, get_task
     from adaptlab.eval.runner import evaluate
     from adaptlab.eval.suite import get_suite
-    from adaptlab.eval.catalog import TASKS, get_task
     from adaptlab.eval.tasks import Protocol
 
     if extraction not in ("strict", "flexible"):

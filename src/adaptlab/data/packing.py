@@ -3,7 +3,7 @@
 Packing concatenates several examples into one row of `seq_len` tokens. Position ids restart at 0 at
 every example boundary; transformers derives a block-diagonal causal mask from those restarts
 (when no attention mask is passed and no KV cache is used), so no token attends across a boundary and
-the packed loss equals the unpacked one (tests/test_packing.py proves it).
+the packed loss equals the unpacked one (tests/test_templates_packing.py proves it).
 """
 
 from __future__ import annotations

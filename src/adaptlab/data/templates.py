@@ -80,10 +80,3 @@ def tokenize_record(record: Record, tokenizer: PreTrainedTokenizerBase, max_len:
     if max_len is not None and len(ex) > max_len:
         ex = Example(ex.input_ids[:max_len], ex.labels[:max_len])
     return ex
-
-
-def prompt_text(record: Record, tokenizer: PreTrainedTokenizerBase) -> str:
-    """The prompt a trained model sees at inference: every turn before the last answer, plus the
-    generation prompt. Uses the same template and system prompt as training."""
-    messages = to_messages(record)
-    return tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 
 from adaptlab.eval import metrics, sandbox
-from adaptlab.models import generation
 from adaptlab.eval.tasks import Protocol, Sample, Task
+from adaptlab.models import generation
 
 
 @dataclass

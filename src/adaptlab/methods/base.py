@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -121,7 +120,3 @@ def check_rank(model: nn.Module, cfg: MethodConfig) -> None:
 def freeze(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
-
-
-def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.named_parameters() if v.requires_grad}

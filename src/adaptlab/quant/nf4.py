@@ -198,7 +198,3 @@ def nf4_from_buffers(buffers: dict[str, torch.Tensor], meta: dict) -> NF4Tensor:
     """Rebuild an `NF4Tensor` from its `buffers()` and `meta()` (e.g. read back from safetensors)."""
     return NF4Tensor(buffers["qweight"], buffers["absmax"], tuple(meta["shape"]), meta["blocksize"],
                      buffers.get("absmax_scale"), buffers.get("absmax_offset"))
-
-
-def dequantize_nf4(t: NF4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return t.dequantize(dtype)
