@@ -73,7 +73,8 @@ def data_show(name: str = typer.Argument(..., help="builtin name or a local data
 def train(recipe: Path = typer.Argument(None, help="YAML recipe (see examples/); omitted: defaults"),
           overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 max_steps=20"),
           method: str = typer.Option(None, "--method", help="shortcut for method.name=..."),
-          resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in output_dir")) -> None:
+          resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in output_dir"),
+          overwrite: bool = typer.Option(False, "--overwrite", help="delete the run already in output_dir first")) -> None:
     """Fine-tune a model from a recipe; any key can be overridden as key=value.
 
     Example: adaptlab train examples/sft-lora.yaml max_steps=50 optim.lr=1e-4
@@ -100,7 +101,7 @@ def train(recipe: Path = typer.Argument(None, help="YAML recipe (see examples/);
             progress.update(task, completed=m.step, info=info)
 
         try:
-            result = run_training(cfg, resume=resume, on_step=on_step)
+            result = run_training(cfg, resume=resume, on_step=on_step, overwrite=overwrite)
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
     table = Table("steps", "train loss (last)", "eval loss (first -> last)", "tokens/s", "peak MB",

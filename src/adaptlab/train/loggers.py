@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
+def _step(line: str) -> int | None:
+    try:
+        return json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None    # a line cut short by a crash
+
+
+def keep_steps_up_to(path: Path, start_step: int) -> None:
+    """Drop the rows after `start_step` (written after the checkpoint a resumed run restarts from), so the
+    file never holds a step twice; rewritten atomically."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if (step := _step(line)) is not None and step <= start_step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+
 class JsonlLogger:
-    def __init__(self, output_dir: Path, config: dict):
-        self.file = open(Path(output_dir) / "metrics.jsonl", "a", encoding="utf-8")
+    def __init__(self, output_dir: Path, config: dict, start_step: int = 0):
+        path = Path(output_dir) / "metrics.jsonl"
+        keep_steps_up_to(path, start_step)
+        self.file = open(path, "a", encoding="utf-8")
 
     def log(self, metrics: dict) -> None:
         self.file.write(json.dumps(metrics) + "\n")
@@ -22,10 +45,11 @@ class JsonlLogger:
 
 
 class TensorBoardLogger:
-    def __init__(self, output_dir: Path, config: dict):
+    def __init__(self, output_dir: Path, config: dict, start_step: int = 0):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+        # purge_step drops the events logged after the checkpoint a resumed run restarts from
+        self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 
     def log(self, metrics: dict) -> None:
         for key, value in metrics.items():
@@ -37,7 +61,7 @@ class TensorBoardLogger:
 
 
 class WandbLogger:
-    def __init__(self, output_dir: Path, config: dict):
+    def __init__(self, output_dir: Path, config: dict, start_step: int = 0):
         import wandb
 
         self.run = wandb.init(project="adaptlab", dir=str(output_dir), config=config)
@@ -52,12 +76,13 @@ class WandbLogger:
 LOGGERS = {"jsonl": JsonlLogger, "tensorboard": TensorBoardLogger, "wandb": WandbLogger}
 
 
-def open_loggers(names: list[str], output_dir: Path, config: dict) -> list:
-    """Open the requested loggers; one whose library is missing is skipped with a warning, not a crash."""
+def open_loggers(names: list[str], output_dir: Path, config: dict, start_step: int = 0) -> list:
+    """Open the requested loggers (continuing after `start_step`); one whose library is missing is skipped
+    with a warning, not a crash."""
     out = []
     for name in names:
         try:
-            out.append(LOGGERS[name](output_dir, config))
+            out.append(LOGGERS[name](output_dir, config, start_step))
         except ImportError as e:
             log.warning("logger %s is not available (%s); install it to use it", name, e)
     return out

@@ -31,6 +31,7 @@ from adaptlab.train.distributed import (World, all_reduce_sum, barrier, choose_p
                                         init_world, shard_model, sync_gradients)
 from adaptlab.train.loggers import open_loggers
 from adaptlab.train.manifest import write_manifest
+from adaptlab.train.rundir import claim_output_dir
 from adaptlab.train.objectives import get_objective
 
 log = logging.getLogger(__name__)
@@ -144,17 +145,17 @@ class Trainer:
                                         weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.start_step = 0
-        if self.resume and (last := ckpt.latest_checkpoint(self.out)) is not None:
-            self.start_step = ckpt.load_checkpoint(last, self.model, self.optimizer, self.scheduler)
+        if self.resume and (found := ckpt.resume_latest(self.out, self.model, self.optimizer, self.scheduler)):
+            last, self.start_step = found
             log.info("resumed from %s (step %d)", last, self.start_step)
         if self.world.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_manifest(self.out / "manifest.json", config=cfg.model_dump(), seed=cfg.seed,
+            write_manifest(self.out / "manifest.json", config=cfg.model_dump(), seed=cfg.seed, resume=self.resume,
                            world_size=self.world.size,
                            data_hashes={"train": data_hash(train_records), "eval": data_hash(eval_records)},
                            extra={"resumed_from_step": self.start_step, "parallel": self.parallel, "footprint": self.footprint.as_dict(),
                                   "compute_dtype": str(self.compute_dtype), "n_train_batches": len(self.train_batches)})
-        self.loggers = open_loggers(cfg.loggers, self.out, cfg.model_dump()) if self.world.is_main else []
+        self.loggers = open_loggers(cfg.loggers, self.out, cfg.model_dump(), self.start_step) if self.world.is_main else []
 
     def build_model(self, device: torch.device):
         """(tokenizer, base model wrapped by the method). Full fine-tuning keeps fp32 master weights;
@@ -285,6 +286,9 @@ class Trainer:
         return result
 
 
-def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepMetrics], None] | None = None) -> TrainResult:
-    """Train `cfg` to the end (resuming from the last checkpoint when `resume`) and save the artifact."""
+def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepMetrics], None] | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Train `cfg` to the end (resuming from the last checkpoint when `resume`) and save the artifact.
+    An output_dir holding another run is refused unless `resume` or `overwrite` (which deletes that run)."""
+    claim_output_dir(cfg.output_dir, resume=resume, overwrite=overwrite)
     return Trainer(cfg, resume=resume, on_step=on_step).run()

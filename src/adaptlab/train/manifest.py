@@ -61,9 +61,16 @@ def git_revision() -> str | None:
         return None
 
 
+def _as_json(value):
+    """`value` as it reads back from the manifest (tuples become lists, other objects strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def write_manifest(path: Path, *, config: dict, seed: int, data_hashes: dict[str, str], world_size: int,
-                   extra: dict | None = None) -> dict:
-    manifest = {
+                   extra: dict | None = None, resume: bool = False) -> dict:
+    """Write the run's manifest; on resume keep the original (its config, data hashes, versions) and append
+    the resume to its `resumes` list (`resumed_from_step` is the latest one's step)."""
+    now = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "seed": seed,
@@ -75,6 +82,14 @@ def write_manifest(path: Path, *, config: dict, seed: int, data_hashes: dict[str
         "git_revision": git_revision(),
         **(extra or {}),
     }
+    manifest = now
+    if resume and path.exists():
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        step = now.get("resumed_from_step", 0)
+        entry = {"at": now["created"], "step": step, "command": now["command"], "git_revision": now["git_revision"],
+                 "world_size": world_size, "config_changed": _as_json(config) != manifest.get("config"),
+                 "data_changed": data_hashes != manifest.get("data_sha256")}
+        manifest = {**manifest, "resumed_from_step": step, "resumes": [*manifest.get("resumes", []), entry]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str))
