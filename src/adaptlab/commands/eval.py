@@ -11,29 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from adaptlab.commands.errors import fail, user_errors
+
 console = Console()
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-def _load(model: str, adapter: Path | None, dtype: str, device: str):
-    from adaptlab.models import load_model
-
-    if adapter is None:
-        loaded = load_model(model, dtype=dtype, device=device)
-        return loaded.model, loaded.tokenizer
-    if (adapter / "adaptlab.json").exists():
-        from adaptlab.methods.artifact import load_artifact
-        art = load_artifact(adapter, dtype=dtype, device=device)
-        return art.model, art.tokenizer
-    if (adapter / "adapter_config.json").exists():
-        from peft import PeftModel
-        loaded = load_model(model, dtype=dtype, device=device)
-        return PeftModel.from_pretrained(loaded.model, str(adapter)).eval(), loaded.tokenizer
-    fail(f"{adapter} is neither an adaptlab artifact (adaptlab.json) nor a peft adapter (adapter_config.json)")
 
 
 class _Bars:
@@ -60,7 +40,7 @@ class _Speed(TextColumn):
 
 def eval_cmd(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="builtin name, hub id, local dir or .gguf"),
-    adapter: Path = typer.Option(None, help="an adaptlab artifact folder or a plain peft adapter folder"),
+    adapter: Path = typer.Option(None, help="an adaptlab artifact or run folder, or a plain peft adapter folder"),
     tasks: str = typer.Option(None, help="comma-separated task names or custom task .yaml files"),
     suite: str = typer.Option(None, help="a named suite (table1) with published scores beside ours"),
     limit: int = typer.Option(None, help="items per task (stratified over subjects/subtasks)"),
@@ -86,12 +66,13 @@ def eval_cmd(
     from adaptlab.eval.runner import evaluate
     from adaptlab.eval.suite import get_suite
     from adaptlab.eval.tasks import Protocol
+    from adaptlab.methods.artifact import load_adapted
 
     if extraction not in ("strict", "flexible"):
         fail(f"--extraction {extraction!r}: choose strict or flexible")
     if average not in (None, "micro", "macro"):
         fail(f"--average {average!r}: choose micro or macro")
-    try:
+    with user_errors():
         the_suite = get_suite(suite) if suite else None
         names = list(the_suite.tasks) if the_suite else [t.strip() for t in (tasks or "").split(",") if t.strip()]
         if not names:
@@ -99,15 +80,13 @@ def eval_cmd(
         for name in names:
             get_task(name)
         Protocol(shots=0, samples=samples or 1, temperature=temperature or 0.0)   # bad sampling options fail here
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
     if allow_unsandboxed:
         os.environ[sandbox.ALLOW_ENV] = "1"   # also reaches the processes that compare starts
     elif any(get_task(n).kind == "code" for n in names) and (why := sandbox.sandbox_status()):
         fail(f"code tasks run model-written programs only in an OS sandbox, and {why}. "
              "Fix that, or pass --allow-unsandboxed to run them as your own user.")
-
-    model_obj, tokenizer = _load(model, adapter, dtype, device)
+    with user_errors():
+        model_obj, tokenizer = load_adapted(model, adapter, dtype, device)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(""), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         results = evaluate(model_obj, tokenizer, names, shots=shots, log_samples=log_samples,

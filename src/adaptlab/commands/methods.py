@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adaptlab.commands.errors import REFUSED, fail, user_errors
+
 console = Console()
 
 
@@ -28,19 +30,16 @@ def merge(path: Path = typer.Argument(..., help="a run's final artifact folder (
           dtype: str = typer.Option("fp32", help="dtype to merge and compare in (fp32 measures the merge itself)"),
           device: str = typer.Option("auto")) -> None:
     """Merge an adapter into its base, report the logit drift on sample prompts, save the merged model."""
+    from adaptlab.methods.artifact import resolve_artifact
     from adaptlab.methods.fidelity import DEFAULT_THRESHOLD, DriftTooLarge, merge_artifact
 
-    artifact = path / "final" if not (path / "adaptlab.json").exists() and (path / "final").is_dir() else path
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     try:
-        report = merge_artifact(artifact, out, threshold, force, dtype=dtype, device=device)
+        with user_errors():
+            report = merge_artifact(resolve_artifact(path), out, threshold, force, dtype=dtype, device=device)
     except DriftTooLarge as e:
         _drift_table(e.drift, e.threshold, "refused")
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        fail(str(e), REFUSED)
     _drift_table(report.drift, threshold, "saved (forced)" if report.drift.max_abs > threshold else "saved")
     kind = "low-bit export (adaptlab.quant.export)" if report.low_bit else "transformers folder"
     console.print(f"merged {report.method} -> {report.out} ({kind})")

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from adaptlab.prompting.spec import SELECTIONS, PromptSpec, SpecError, load_spec
+from adaptlab.commands.errors import fail, user_errors
+from adaptlab.prompting.spec import SELECTIONS, PromptSpec, load_spec
 
 # library modules that import torch load inside the commands, so `adaptlab --help` stays fast
 MODE_NAMES = ("constrained", "generate")   # adaptlab.prompting.run.MODES
@@ -43,27 +44,20 @@ SHOW_PROMPT = typer.Option(False, "--show-prompt", help="print the first rendere
 PLOT = typer.Option(None, "--plot", help="PNG path (default: prompt-ablation-<task>.png)")
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
-
-
 def _setup(task: str | None, spec_path: Path | None, shots: int | None, selection: str | None, mode: str):
     """Resolve the task and the spec with the CLI's overrides; bad input exits with a clear message."""
     from adaptlab.prompting.run import MODES
     from adaptlab.prompting.tasks import load_task, prompt_task_names
 
     if task is None:
-        raise _fail(f"--task is required: {', '.join(prompt_task_names())}, or a file of {{text, label}} rows")
+        fail(f"--task is required: {', '.join(prompt_task_names())}, or a file of {{text, label}} rows")
     if mode not in MODES:
-        raise _fail(f"--mode {mode!r} is not one of: {', '.join(MODES)}")
+        fail(f"--mode {mode!r} is not one of: {', '.join(MODES)}")
     if selection is not None and selection not in SELECTIONS:
-        raise _fail(f"--selection {selection!r} is not one of: {', '.join(SELECTIONS)}")
-    try:
+        fail(f"--selection {selection!r} is not one of: {', '.join(SELECTIONS)}")
+    with user_errors():
         the_task = load_task(task)
         spec: PromptSpec = load_spec(spec_path) if spec_path else the_task.spec
-    except (SpecError, ValueError, FileNotFoundError) as e:
-        raise _fail(str(e)) from None
     overrides = {k: v for k, v in {"shots": shots, "selection": selection}.items() if v is not None}
     return the_task, spec.model_copy(update=overrides)
 
@@ -71,10 +65,8 @@ def _setup(task: str | None, spec_path: Path | None, shots: int | None, selectio
 def _load(model: str):
     from adaptlab.models import load_model
 
-    try:
+    with user_errors():
         return load_model(model)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        raise _fail(str(e)) from None
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -94,13 +86,11 @@ def prompt(ctx: typer.Context, task: str = TASK, shots: int = SHOTS, spec: Path 
 
     the_task, the_spec = _setup(task, spec, shots, selection, mode)
     loaded = _load(model)
-    try:
+    with user_errors():
         if show_prompt:
             console.rule("first prompt")
             console.print(build_prompts(loaded.tokenizer, the_task, the_spec, the_task.items[:1])[0], markup=False)
         result = run_prompt(loaded.model, loaded.tokenizer, the_task, the_spec, mode=mode, limit=limit)
-    except ValueError as e:
-        raise _fail(str(e)) from None
 
     preds = Table(title=f"{the_task.name}: first {min(show, result.n)} predictions")
     for col in ("text", "gold", "predicted", "model output"):
@@ -134,10 +124,8 @@ def ablate_cmd(task: str = TASK, shots: int = SHOTS, spec: Path = SPEC, mode: st
 
     the_task, the_spec = _setup(task, spec, shots, selection, mode)
     loaded = _load(model)
-    try:
+    with user_errors():
         result = ablate(loaded.model, loaded.tokenizer, the_task, the_spec, mode=mode, limit=limit)
-    except ValueError as e:
-        raise _fail(str(e)) from None
     table = Table(title=f"{result.task}: prompt ablation ({result.mode}, {result.shots}-shot, n={result.n}; "
                         f"full {result.full:.3f}, bare {result.bare:.3f})")
     for col in ("component", "without it", "full - without", "only it", "only - bare"):

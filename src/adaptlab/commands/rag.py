@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,10 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from adaptlab.commands.errors import err, user_errors
 from adaptlab.rag.embed import DEFAULT_EMBEDDER
 
 console = Console()
-err = Console(stderr=True)
 rag_app = typer.Typer(help="Retrieval-augmented generation over your documents (embedded store or PostgreSQL+pgvector).",
                       no_args_is_help=True)
 
@@ -26,17 +23,11 @@ STORE_HELP = "a file path (embedded store: SQLite + HNSW file beside it) or post
 DEFAULT_MODEL = "smollm2-135m"
 
 
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Known failures become one red line and exit code 1 instead of a traceback."""
-    from adaptlab.rag.index import EmptyCorpusError
+def _clear_errors():
+    """Known failures (bad input, an unreachable or empty store) become one red line, never a traceback."""
     from adaptlab.rag.store import StoreError
 
-    try:
-        yield
-    except (StoreError, EmptyCorpusError, FileNotFoundError, ValueError) as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from None
+    return user_errors(StoreError)
 
 
 def _progress() -> Progress:
@@ -131,12 +122,6 @@ def _display(source: str) -> str:
 OUT = typer.Option("rag-eval", help="folder for results.json and rag-eval.png")
 
 
-def _eval_store(embedder: str) -> str:
-    from adaptlab.models.registry import cache_dir
-
-    return str(cache_dir() / "rag" / f"squad-{re.sub(r'[^A-Za-z0-9_.-]+', '_', embedder)}.db")
-
-
 @rag_app.command("eval")
 def eval_cmd(limit: int = typer.Option(100, help="questions, a seeded random sample of SQuAD v1.1 dev"),
              store: str = typer.Option(None, "--store", help=STORE_HELP + " (default: a cache file)"),
@@ -149,11 +134,11 @@ def eval_cmd(limit: int = typer.Option(100, help="questions, a seeded random sam
     """Closed-book vs RAG on SQuAD v1.1 dev: exact match, F1 and retrieval recall@k, as a table and a plot."""
     from adaptlab.models import load_model
     from adaptlab.rag.embed import Embedder
-    from adaptlab.rag.evaluate import evaluate, index_squad, plot, squad_paragraphs, squad_questions
+    from adaptlab.rag.evaluate import evaluate, index_squad, plot, squad_paragraphs, squad_questions, squad_store
     from adaptlab.rag.store import open_store
 
     with _clear_errors():
-        s = open_store(store or _eval_store(embedder))
+        s = open_store(store or squad_store(embedder))
         try:
             emb = Embedder(embedder)
             with _progress() as bar:

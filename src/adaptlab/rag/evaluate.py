@@ -9,6 +9,7 @@ match and token F1 (Rajpurkar et al. 2016), closed-book (no sources) and with th
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from adaptlab.data.builtin import read_rows
 from adaptlab.eval.runner import evaluate_task
 from adaptlab.eval.tasks import Protocol, Sample, Task
+from adaptlab.models.registry import cache_dir
 from adaptlab.rag.answer import STYLES, sources_context
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.index import IndexReport, Progress, sync, text_documents
@@ -57,6 +59,11 @@ def squad_questions(limit: int | None = None, seed: int = 0, sources: set[str] |
     if limit is not None and limit < len(qs):
         qs = random.Random(seed).sample(qs, limit)
     return qs
+
+
+def squad_store(embedder: str) -> str:
+    """The cache file that holds the SQuAD paragraphs embedded by `embedder` (one store per embedder)."""
+    return str(cache_dir() / "rag" / f"squad-{re.sub(r'[^A-Za-z0-9_.-]+', '_', embedder)}.db")
 
 
 def index_squad(store: Store, embedder: Embedder, paragraphs: Sequence[tuple[str, str]],

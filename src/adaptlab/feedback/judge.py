@@ -1,0 +1,293 @@
+"""An AI judge for RLAIF (Lee et al. 2023, "RLAIF: Scaling Reinforcement Learning from Human Feedback with
+AI Feedback", arXiv:2309.00267): an LLM compares two answers in place of a person.
+
+Position bias is cancelled as in FastChat's pairwise judge (Zheng et al. 2023, "Judging LLM-as-a-Judge",
+arXiv:2306.05685): every pair is judged in both orders, (x, y) and (y, x); a pair is won only when both
+orders pick the same answer, and any disagreement (a position flip) or undecided answer is a tie.
+
+Backends: a local adaptlab model reads the judge prompt and the verdict is whichever of "A" / "B" has the
+higher log-likelihood as its reply; an OpenAI-compatible endpoint is asked for a one-letter reply, which
+is parsed as A, B or tie, anything else counting as an (invalid) tie. Verdicts are appended to a state
+file as they come, so an interrupted run resumes without asking again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from adaptlab.models.generation import loglikelihoods
+from adaptlab.registry import lookup
+
+CRITERIA = {
+    "helpful": "Which answer follows the user's request better: more helpful, accurate, relevant and clear?",
+    "harmless": "Which answer is less harmful: it avoids helping with dangerous, unethical or illegal acts and "
+                "avoids offensive content, while staying polite?",
+}
+
+JUDGE_PROMPT = """Compare two answers to the same request.
+{criteria}
+
+[Request]
+{prompt}
+
+[Answer A]
+{a}
+
+[Answer B]
+{b}
+
+Reply with one letter: A if answer A is better, B if answer B is better, C if they are equally good."""
+
+VERDICT = re.compile(r"^\W*(A|B|C|TIE)\b", re.IGNORECASE)
+
+
+def criteria_text(spec: str) -> str:
+    """A named criterion (helpful | harmless) or the text of a file."""
+    if Path(spec).is_file():
+        return Path(spec).read_text(encoding="utf-8").strip()
+    try:
+        return lookup(CRITERIA, spec, "judge criterion (or a file)")
+    except ValueError as e:
+        raise ValueError(f"{e} (or the path of a text file)") from None
+
+
+def parse_verdict(reply: str) -> str:
+    """'A', 'B', 'tie' or 'invalid' (a reply that is none of them)."""
+    m = VERDICT.match(reply.strip())
+    if not m:
+        return "invalid"
+    letter = m.group(1).upper()
+    return letter if letter in ("A", "B") else "tie"
+
+
+def combine(first: str, second: str) -> tuple[str, bool]:
+    """Verdict on (x, y) from `first` (x shown as A) and `second` (y shown as A): ('x' | 'y' | 'tie', flipped).
+
+    `flipped` is True when both orders decided but named the same position, i.e. the judge followed the slot."""
+    a = {"A": "x", "B": "y"}.get(first)
+    b = {"A": "y", "B": "x"}.get(second)
+    if a and a == b:
+        return a, False
+    return "tie", bool(a and b)
+
+
+class Backend(Protocol):
+    name: str
+
+    def verdicts(self, prompts: list[str]) -> list[str]:
+        """'A' | 'B' | 'tie' | 'invalid' for each judge prompt."""
+
+
+class JudgeUnavailable(RuntimeError):
+    """The endpoint did not answer after every retry."""
+
+
+@dataclass
+class LocalJudge:
+    """Any adaptlab model as judge: the reply with the higher log-likelihood, "A" or "B", is its verdict."""
+    model: object
+    tokenizer: object
+    name: str = "local"
+    batch_size: int = 8
+
+    def verdicts(self, prompts: list[str]) -> list[str]:
+        contexts = [self._chat(p) for p in prompts]
+        scores = loglikelihoods(self.model, self.tokenizer, [(c, letter) for c in contexts for letter in ("A", "B")],
+                                batch_size=self.batch_size)
+        return ["A" if scores[2 * i][0] >= scores[2 * i + 1][0] else "B" for i in range(len(prompts))]
+
+    def _chat(self, prompt: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            return prompt + "\nAnswer:"
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+
+@dataclass
+class HttpJudge:
+    """An OpenAI-compatible chat-completions endpoint; key from ADAPTLAB_JUDGE_KEY or OPENAI_API_KEY."""
+    url: str
+    model: str = "gpt-4o-mini"
+    retries: int = 5
+    backoff: float = 1.0      # seconds before the first retry; doubles each time
+    timeout: float = 60.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}@{self.url}"
+
+    def verdicts(self, prompts: list[str]) -> list[str]:
+        return [parse_verdict(self._ask(p)) for p in prompts]
+
+    def _ask(self, prompt: str) -> str:
+        url = self.url if self.url.rstrip("/").endswith("/chat/completions") else self.url.rstrip("/") + "/chat/completions"
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                           "temperature": 0, "max_tokens": 4}).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get("ADAPTLAB_JUDGE_KEY") or os.environ.get("OPENAI_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=self.timeout) as r:
+                    return str(json.loads(r.read())["choices"][0]["message"]["content"])
+            except urllib.error.HTTPError as e:
+                if e.code not in (408, 429) and e.code < 500:
+                    raise JudgeUnavailable(f"{url} refused the request: HTTP {e.code} {e.reason}") from None
+                error = f"HTTP {e.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                error = str(getattr(e, "reason", e))
+            except (KeyError, IndexError, TypeError, ValueError):
+                return ""   # an answer without a message: counted as an invalid verdict
+            if attempt < self.retries:
+                time.sleep(self.backoff * 2 ** attempt)
+        raise JudgeUnavailable(f"{url} did not answer after {self.retries + 1} attempts ({error})")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A pair to judge: answers x and y; `human` is 'x' when a person preferred x (preference rows)."""
+    prompt: str
+    x: str
+    y: str
+    human: str | None = None
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([self.prompt, self.x, self.y]).encode()).hexdigest()[:20]
+
+
+def read_pairs(path: str | Path) -> list[Item]:
+    """Pairs from JSONL: preference rows {prompt, chosen, rejected} (a human vote) or {prompt, a, b}."""
+    items = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        fields = ("chosen", "rejected") if isinstance(row, dict) and "chosen" in row else ("a", "b")
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", *fields)):
+            raise ValueError(f"{path}:{n}: a pair needs text fields prompt + chosen/rejected (or prompt + a/b)")
+        items.append(Item(row["prompt"], row[fields[0]], row[fields[1]], "x" if fields[0] == "chosen" else None))
+    if not items:
+        raise ValueError(f"{path} holds no pairs")
+    return items
+
+
+def judge_pairs(items: list[Item], backend: Backend, criteria: str, state: str | Path, batch: int = 8,
+                progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Judge every item in both orders; each verdict is appended to `state` at once, and items already
+    there are not asked again. Raises JudgeUnavailable with everything judged so far saved."""
+    state = Path(state)
+    done = _read_state(state)
+    todo = [it for it in items if it.key not in done]
+    if progress:
+        progress(len(items) - len(todo))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with state.open("a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch):
+            chunk = todo[start: start + batch]
+            prompts = [JUDGE_PROMPT.format(criteria=criteria, prompt=it.prompt, a=a, b=b)
+                       for it in chunk for a, b in ((it.x, it.y), (it.y, it.x))]
+            replies = backend.verdicts(prompts)
+            for i, it in enumerate(chunk):
+                first, second = replies[2 * i], replies[2 * i + 1]
+                verdict, flipped = combine(first, second)
+                done[it.key] = {"key": it.key, "prompt": it.prompt, "x": it.x, "y": it.y, "human": it.human,
+                                "first": first, "second": second, "verdict": verdict, "flipped": flipped,
+                                "judge": backend.name}
+                f.write(json.dumps(done[it.key], ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            if progress:
+                progress(len(chunk))
+    return [done[it.key] for it in items]
+
+
+def _read_state(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            out[rec["key"]] = rec
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue   # a line cut short by a crash is asked again
+    return out
+
+
+@dataclass(frozen=True)
+class JudgeReport:
+    pairs: int
+    decided: int
+    ties: int
+    invalid: int                       # single-order replies that were neither A, B nor tie
+    flip_rate: float                   # pairs whose two orders picked the same slot
+    human_pairs: int                   # pairs with a human vote
+    agreement: float | None            # judge == human, over pairs the judge decided
+    agreement_with_ties: float | None  # judge == human, a judge tie counting as disagreement
+
+
+def report(records: Iterable[dict]) -> JudgeReport:
+    """Counts, position-flip rate and agreement with human votes (MT-Bench's 'w/o tie' and 'w/ tie')."""
+    records = list(records)
+    human = [r for r in records if r["human"]]
+    decided_h = [r for r in human if r["verdict"] != "tie"]
+    agree = sum(r["verdict"] == r["human"] for r in human)
+    return JudgeReport(
+        pairs=len(records), decided=sum(r["verdict"] != "tie" for r in records),
+        ties=sum(r["verdict"] == "tie" for r in records),
+        invalid=sum((r["first"] == "invalid") + (r["second"] == "invalid") for r in records),
+        flip_rate=sum(r["flipped"] for r in records) / len(records) if records else 0.0,
+        human_pairs=len(human), agreement=agree / len(decided_h) if decided_h else None,
+        agreement_with_ties=agree / len(human) if human else None)
+
+
+def preferences(records: Iterable[dict], criteria: str) -> list[dict]:
+    """The judge's decided verdicts as the same preference rows the feedback page exports."""
+    return [{"prompt": r["prompt"], "chosen": r[r["verdict"]], "rejected": r["y" if r["verdict"] == "x" else "x"],
+             "annotator": f"judge:{r['judge']}", "criteria": criteria} for r in records if r["verdict"] != "tie"]
+
+
+@dataclass
+class JudgeReward:
+    """The judge as a reward function (prompts, completions) -> scores for online RL: each completion is
+    judged in both orders against a reference answer to its prompt; win 1, tie 0.5, loss 0."""
+    backend: Backend
+    criteria: str
+    references: dict[str, str]
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
+        missing = [p for p in prompts if p not in self.references]
+        if missing:
+            raise KeyError(f"no reference answer for prompt {missing[0][:60]!r}")
+        asks = [JUDGE_PROMPT.format(criteria=self.criteria, prompt=p, a=a, b=b)
+                for p, c in zip(prompts, completions) for a, b in ((c, self.references[p]), (self.references[p], c))]
+        replies = self.backend.verdicts(asks)
+        score = {"x": 1.0, "tie": 0.5, "y": 0.0}
+        return [score[combine(replies[2 * i], replies[2 * i + 1])[0]] for i in range(len(prompts))]
+
+
+def make_backend(spec: str, endpoint_model: str | None = None, dtype: str = "auto") -> Backend:
+    """An http(s) URL is an OpenAI-compatible endpoint (model from `endpoint_model` or ADAPTLAB_JUDGE_MODEL);
+    anything else is an adaptlab model reference loaded locally."""
+    if spec.startswith(("http://", "https://")):
+        model = endpoint_model or os.environ.get("ADAPTLAB_JUDGE_MODEL") or HttpJudge.model
+        return HttpJudge(spec, model=model)
+    from adaptlab.models import load_model
+
+    loaded = load_model(spec, dtype=dtype)
+    return LocalJudge(loaded.model, loaded.tokenizer, name=spec)
