@@ -63,3 +63,17 @@ def test_unknown_task_and_bad_yaml_exit_with_message(tmp_path):
     bad.write_text("name: t\ndata: d.jsonl\nkind: regression\nprompt: x\nanswer: a\n")
     r = CliRunner().invoke(app, ["eval", "--tasks", str(bad)], terminal_width=300, env={"COLUMNS": "300"})
     assert r.exit_code == 2 and "kind" in r.output
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
+    """One helper for every command: no traceback, the same exit code for the same kind of mistake."""
+    env = {"COLUMNS": "200"}
+    cases = [(["eval", "--model", "no-such-model", "--tasks", "sentiment"], "unknown model 'no-such-model'"),
+             (["eval", "--tasks", "sentiment", "--adapter", str(tmp_path)], "neither an adaptlab artifact"),
+             (["prompt", "--task", "nope"], "unknown task 'nope'"),
+             (["train", str(tmp_path / "missing.yaml")], "does not exist"),
+             (["merge", str(tmp_path), "--out", str(tmp_path / "m")], str(tmp_path))]
+    for args, message in cases:
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        assert message in " ".join(r.output.split()) and "Traceback" not in r.output, (args, r.output)

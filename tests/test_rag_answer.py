@@ -136,11 +136,11 @@ def test_cli_index_then_ask(cli, store_url, tmp_path):
 def test_cli_errors_are_one_clear_line(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     res = cli("rag", "index", str(tmp_path / "empty"), "--store", str(tmp_path / "s.db"))
-    assert res.exit_code == 1 and "no readable documents" in res.text
+    assert res.exit_code == 2 and "no readable documents" in res.text
     res = cli("rag", "ask", "q", "--store", str(tmp_path / "new.db"))
-    assert res.exit_code == 1 and "is empty: index documents first" in res.text
+    assert res.exit_code == 2 and "is empty: index documents first" in res.text
     res = cli("rag", "index", str(tmp_path), "--store", f"postgresql://u:pw@/x?host={tmp_path}&connect_timeout=2")
-    assert res.exit_code == 1 and "cannot connect" in res.text and "pw" not in res.text
+    assert res.exit_code == 2 and "cannot connect" in res.text and "pw" not in res.text
 
 
 def test_cli_eval_writes_table_json_and_plot(cli, tmp_path, monkeypatch):

@@ -78,3 +78,32 @@ def load_artifact(path: str | Path, dtype: str = "auto", device: str = "auto") -
     model = method.load(base.model, Path(path))
     model.eval()
     return Artifact(model=model, tokenizer=base.tokenizer, method=method, method_config=cfg, base_model=meta["base_model"])
+
+
+def resolve_artifact(path: str | Path) -> Path:
+    """An artifact folder as given, or a run folder's `final/` artifact."""
+    path = Path(path)
+    if not (path / ARTIFACT_FILE).exists() and (path / "final").is_dir():
+        return path / "final"
+    return path
+
+
+def load_adapted(model: str, adapter: str | Path | None, dtype: str = "auto", device: str = "auto"):
+    """(model, tokenizer) that answer: `model` alone, an adaptlab artifact or run folder (its own base),
+    or `model` with a plain peft adapter folder (adapter_config.json)."""
+    from adaptlab.models import load_model
+
+    if adapter is None:
+        loaded = load_model(model, dtype=dtype, device=device)
+        return loaded.model, loaded.tokenizer
+    path = resolve_artifact(adapter)
+    if (path / ARTIFACT_FILE).exists():
+        art = load_artifact(path, dtype=dtype, device=device)
+        return art.model, art.tokenizer
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        loaded = load_model(model, dtype=dtype, device=device)
+        return PeftModel.from_pretrained(loaded.model, str(path)).eval(), loaded.tokenizer
+    raise FileNotFoundError(f"{adapter} is neither an adaptlab artifact ({ARTIFACT_FILE}), a run folder with "
+                            "final/, nor a peft adapter (adapter_config.json)")
