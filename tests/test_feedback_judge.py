@@ -180,3 +180,22 @@ def test_read_pairs_and_criteria(tmp_path):
     assert criteria_text(str(tmp_path / "c.txt")) == "Be concise."
     with pytest.raises(ValueError, match="helpful"):
         criteria_text("funny")
+
+
+def test_judge_is_a_reward_kind_for_online_rl(tiny_dir, tmp_path):
+    from adaptlab.train.rewards import load_reward
+
+    refs = write_jsonl(tmp_path / "refs.jsonl", [{"prompt": "q", "reference": "a reference answer"}])
+    reward = load_reward(f"judge:{tiny_dir},{refs},harmless")
+    scores = reward(["q", "q"], ["first answer", "second answer"])
+    assert len(scores) == 2 and set(scores) <= {0.0, 0.5, 1.0}
+    with pytest.raises(ValueError, match="judge:JUDGE,REFERENCES"):
+        load_reward(f"judge:{tiny_dir}")
+
+
+def test_builtin_preference_set_stands_in_for_human_votes():
+    from adaptlab.feedback.judge import load_pairs
+
+    items = load_pairs("hh-rlhf-harmless", limit=3)
+    assert len(items) == 3 and all(it.human == "x" for it in items)
+    assert items[0].prompt.startswith("User: ") and "\n\nAssistant: " in items[0].prompt

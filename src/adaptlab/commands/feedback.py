@@ -84,7 +84,9 @@ def stats_cmd(db: Path = DB) -> None:
 
 
 @feedback_app.command("judge")
-def judge_cmd(pairs: Path = typer.Option(..., "--pairs", help="JSONL pairs: {prompt, chosen, rejected} or {prompt, a, b}"),
+def judge_cmd(pairs: str = typer.Option(..., "--pairs", help="JSONL pairs ({prompt, chosen, rejected} or {prompt, a, b}) "
+                                        "or a builtin preference set, e.g. hh-rlhf-harmless"),
+              limit: int = typer.Option(None, "--limit", help="judge only the first N pairs"),
               judge: str = typer.Option("smollm2-135m", "--judge", help="adaptlab model, or an OpenAI-compatible URL "
                                         "(key from ADAPTLAB_JUDGE_KEY / OPENAI_API_KEY)"),
               criteria: str = typer.Option("helpful", "--criteria", help="helpful | harmless | a text file"),
@@ -97,16 +99,16 @@ def judge_cmd(pairs: Path = typer.Option(..., "--pairs", help="JSONL pairs: {pro
         JudgeUnavailable,
         criteria_text,
         judge_pairs,
+        load_pairs,
         make_backend,
         preferences,
-        read_pairs,
         report,
     )
     from adaptlab.feedback.store import write_jsonl
 
     state = out.with_name(out.name + ".verdicts")
     with _clear_errors():
-        items, text = read_pairs(pairs), criteria_text(criteria)
+        items, text = load_pairs(pairs, limit), criteria_text(criteria)
         backend = make_backend(judge, model)
     with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("judge", total=len(items))

@@ -20,7 +20,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -167,16 +167,41 @@ class Item:
         return hashlib.sha256(json.dumps([self.prompt, self.x, self.y]).encode()).hexdigest()[:20]
 
 
+def transcript(prompt: str | list[dict[str, str]]) -> str:
+    """A prompt as the judge reads it: plain text, or a dialogue's turns as 'User: ...' / 'Assistant: ...'."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{turn['role'].capitalize()}: {turn['content']}" for turn in prompt)
+
+
+def load_pairs(source: str, limit: int | None = None) -> list[Item]:
+    """Pairs from a JSONL file (see `read_pairs`) or a builtin preference data set (e.g. hh-rlhf-harmless,
+    whose chosen side stands in for the human vote); the first `limit` only, if given."""
+    if Path(source).exists():
+        return read_pairs(source)[:limit]
+    from adaptlab.data import load_records
+    from adaptlab.data.records import Preference
+
+    records = load_records(source)
+    if not records or not isinstance(records[0], Preference):
+        raise ValueError(f"{source} is not a preference data set (prompt, chosen, rejected)")
+    return [Item(transcript(r.prompt), r.chosen, r.rejected, "x") for r in records[:limit]]
+
+
+def _jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed row) for each non-blank line; bad JSON is an error naming the file and line."""
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+
+
 def read_pairs(path: str | Path) -> list[Item]:
     """Pairs from JSONL: preference rows {prompt, chosen, rejected} (a human vote) or {prompt, a, b}."""
     items = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, row in _jsonl(path):
         fields = ("chosen", "rejected") if isinstance(row, dict) and "chosen" in row else ("a", "b")
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", *fields)):
             raise ValueError(f"{path}:{n}: a pair needs text fields prompt + chosen/rejected (or prompt + a/b)")
@@ -291,3 +316,17 @@ def make_backend(spec: str, endpoint_model: str | None = None, dtype: str = "aut
 
     loaded = load_model(spec, dtype=dtype)
     return LocalJudge(loaded.model, loaded.tokenizer, name=spec)
+
+
+def reward_from_spec(spec: str) -> JudgeReward:
+    """`JUDGE,REFERENCES.jsonl[,CRITERIA]`: the judge (model or URL) scoring completions against the reference
+    answers in REFERENCES ({"prompt", "reference"} rows) by CRITERIA (helpful | harmless | file; helpful)."""
+    parts = spec.split(",")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"judge reward {spec!r}: write judge:JUDGE,REFERENCES.jsonl[,CRITERIA]")
+    references = {}
+    for n, row in _jsonl(parts[1]):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "reference")):
+            raise ValueError(f"{parts[1]}:{n}: a reference row needs text fields 'prompt' and 'reference'")
+        references[row["prompt"]] = row["reference"]
+    return JudgeReward(make_backend(parts[0]), criteria_text(parts[2] if len(parts) == 3 else "helpful"), references)

@@ -79,5 +79,14 @@ def model_reward(path: str, batch_size: int = 8, seq_len: int = 1024) -> RewardF
     return score
 
 
+def judge_reward(spec: str) -> RewardFn:
+    """`judge:JUDGE,REFERENCES.jsonl[,CRITERIA]`: an AI judge (feedback/judge.py) that compares each completion
+    with the reference answer to its prompt in both orders; win 1, tie 0.5, loss 0."""
+    from adaptlab.feedback.judge import reward_from_spec
+
+    return reward_from_spec(spec)
+
+
 register_reward_kind("model", model_reward)
 register_reward_kind("callable", callable_reward)
+register_reward_kind("judge", judge_reward)
