@@ -19,7 +19,8 @@ console = Console()
 rag_app = typer.Typer(help="Retrieval-augmented generation over your documents (embedded store or PostgreSQL+pgvector).",
                       no_args_is_help=True)
 
-STORE_HELP = "a file path (embedded store: SQLite + HNSW file beside it) or postgresql://user:pass@host/db"
+STORE_HELP = ("a file path (embedded store: SQLite + HNSW file beside it) or postgresql://user@host/db with the "
+              "password in PGPASSWORD or ~/.pgpass (a password in the URL shows in `ps` and shell history)")
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -57,7 +58,7 @@ def index_cmd(folder: Path = FOLDER,
     from adaptlab.rag.config import RagConfig
     from adaptlab.rag.embed import Embedder
     from adaptlab.rag.index import folder_documents, sync
-    from adaptlab.rag.store import open_store
+    from adaptlab.rag.store import open_store, redact
 
     with _clear_errors():
         cfg = RagConfig.load(config, docs=folder, store=store, embedder=embedder, chunk_size=chunk_size, overlap=overlap)
@@ -73,7 +74,7 @@ def index_cmd(folder: Path = FOLDER,
         finally:
             s.close()
     _warn_skipped(skipped + report.skipped)
-    console.print(f"{cfg.store}: {len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} "
+    console.print(f"{redact(cfg.store)}: {len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} "
                   f"removed, {report.unchanged} unchanged; {report.chunks_written} chunks embedded, "
                   f"{report.chunks_total} in the store", highlight=False)
 
@@ -90,14 +91,15 @@ def ask_cmd(question: str = typer.Argument(...),
     from adaptlab.rag.answer import ask
     from adaptlab.rag.config import RagConfig
     from adaptlab.rag.embed import Embedder
-    from adaptlab.rag.store import StoreError, open_store
+    from adaptlab.rag.store import StoreError, open_store, redact
 
     with _clear_errors():
         cfg = RagConfig.load(config, store=store, k=k, model=model)
         s = open_store(cfg.store)
         try:
             if s.info is None:
-                raise StoreError(f"{cfg.store} is empty: index documents first (adaptlab rag index DIR --store {cfg.store})")
+                raise StoreError(f"{redact(cfg.store)} is empty: index documents first "
+                                 f"(adaptlab rag index DIR --store {redact(cfg.store)})")
             lm = load_model(cfg.model)
             result = ask(question, s, Embedder(s.info.embedder), lm.model, lm.tokenizer, cfg.k)
         finally:

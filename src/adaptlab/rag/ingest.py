@@ -2,7 +2,9 @@
 
 Files are hashed from their bytes before they are parsed, so an incremental index run parses only
 the files whose hash changed. Binary or unreadable files are not errors: they come back as
-`Skipped` entries with a reason, and the caller lists them in one warning.
+`Skipped` entries with a reason, and the caller lists them in one warning. A file that exists but
+cannot be read right now keeps its place (its `digest` is `UNREAD`), so an index run skips it rather
+than deleting what the store holds for it. A link that resolves outside the folder is skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Skipped:
 
 class UnreadableError(ValueError):
     """A file that cannot be turned into text (binary, bad encoding, broken PDF)."""
+
+
+UNREAD = "unread"   # the digest of a file that exists but could not be read: never equal to a stored one
 
 
 def content_hash(data: bytes) -> str:
@@ -100,13 +105,12 @@ def read_html(data: bytes) -> str:
 
 def read_pdf(data: bytes) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError) as e:
-        raise UnreadableError(f"PDF cannot be read ({e})") from None
+    except Exception as e:  # noqa: BLE001 - a malformed PDF makes pypdf raise almost anything
+        raise UnreadableError(f"PDF cannot be read ({type(e).__name__}: {e})") from None
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
@@ -126,16 +130,19 @@ def scan(root: Path) -> tuple[list[SourceFile], list[Skipped]]:
     found: list[SourceFile] = []
     skipped: list[Skipped] = []
     for path in paths:
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            skipped.append(Skipped(str(path), f"a link to {target}, outside the folder"))
+            continue
         if path.suffix.lower() not in READERS:
             skipped.append(Skipped(str(path), f"unsupported type {path.suffix or '(no suffix)'}; "
                                               f"readable: {', '.join(sorted(READERS))}"))
             continue
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            skipped.append(Skipped(str(path), f"unreadable ({e.strerror or e})"))
-            continue
-        found.append(SourceFile(str(path), path, content_hash(data)))
+            digest = content_hash(path.read_bytes())
+        except OSError:
+            digest = UNREAD     # read() raises the reason; the store keeps what it has for this file
+        found.append(SourceFile(str(path), path, digest))
     return found, skipped
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from adaptlab.rag.store.base import Hit, Store, StoreError, StoreInfo, rrf
+from adaptlab.rag.store.base import Hit, Store, StoreError, StoreInfo, redact, rrf
 
 DEFAULT_STORE = "adaptlab-rag.db"
 
@@ -35,4 +35,4 @@ def open_store(url_or_path: str = DEFAULT_STORE) -> Store:
     return BACKENDS[scheme](url_or_path) if sep else _embedded(url_or_path)
 
 
-__all__ = ["BACKENDS", "DEFAULT_STORE", "Hit", "Store", "StoreError", "StoreInfo", "open_store", "rrf"]
+__all__ = ["BACKENDS", "DEFAULT_STORE", "Hit", "Store", "StoreError", "StoreInfo", "open_store", "redact", "rrf"]

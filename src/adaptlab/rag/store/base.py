@@ -8,6 +8,7 @@ after an interruption correct. `batch()` groups several writes into one atomic c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -22,6 +23,33 @@ RRF_K = 60  # Cormack et al. 2009: k=60 is robust across collections
 
 class StoreError(RuntimeError):
     """A store that cannot be opened, reached or used as asked (the message says how to fix it)."""
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)(?:^|[?&;\s])(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^&#\s]*)")
+
+
+def passwords(url: str) -> list[str]:
+    """The passwords a PostgreSQL URL or libpq keyword string carries: `user:pass@` (also with an empty user
+    or a password holding '@', ':' or '/'), `?password=` / `sslpassword=`, and `password=...`."""
+    found = [m.group(1).strip("'") for m in _QUERY_PASSWORD.finditer(url)]
+    _, sep, rest = url.partition("://")
+    if sep:
+        authority_end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, authority_end)
+        if at >= 0 and ":" in rest[:at]:
+            found.append(rest[rest.index(":") + 1:at])
+    return [p for p in found if p]
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """`text` (by default the URL itself; else e.g. a driver's error about it) with every password of `url`
+    masked, and the pieces of one (split at '@', ':', '/', as a parser may have cut it) when 2+ long."""
+    secrets = set()
+    for password in passwords(url if url is not None else text):
+        secrets |= {password, *(piece for piece in re.split(r"[@:/]", password) if len(piece) >= 2)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,17 @@ in one transaction. The HNSW file (`<db>.usearch`) is derived from it and replac
 each commit; SQLite's `generation` counter says which commit the file reflects. If a run dies
 between the two, the next open finds the counters differ and repairs the index from SQLite (adds
 missing ids, removes stale ones), so an interrupted run never leaves a half-written store.
+Writers (and a repair) hold an exclusive file lock (`<db>.lock`) from the transaction's start until the
+HNSW file is saved, and reload the index when another process moved the generation, so two indexers on
+one store never save a stale copy marked current.
 Lexical search is FTS5's BM25 (Robertson & Zaragoza 2009) with the Porter stemmer.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -62,6 +67,9 @@ class EmbeddedStore:
         self._depth = 0
         self._dirty = False
         self._vectors: VectorIndex | None = None
+        self._vectors_generation = -1     # the generation the cached index reflects
+        self._lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_depth = 0
 
     # --- metadata -------------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
@@ -93,9 +101,23 @@ class EmbeddedStore:
     def _generation(self) -> int:
         return int(self._meta("generation") or 0)
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The store's write lock across processes (re-entrant within this object)."""
+        if self._lock_depth == 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     @property
     def vectors(self) -> VectorIndex:
-        if self._vectors is None:
+        """The HNSW index of the last commit (reloaded when another process committed since)."""
+        if self._vectors is None or (self._depth == 0 and self._vectors_generation != self._generation()):
             self._vectors = self._load_vectors()
         return self._vectors
 
@@ -103,21 +125,24 @@ class EmbeddedStore:
         info = self.info
         if info is None:
             raise StoreError(f"{self.path} is empty: index documents first (adaptlab rag index DIR --store {self.path})")
-        index = None
-        if self.index_path.exists():
-            try:
-                index = VectorIndex.load(self.index_path, info.dim)
-            except (ValueError, RuntimeError) as e:
-                log.warning("rebuilding %s: %s", self.index_path, e)
-        in_sync = index is not None and self._meta("index_generation") == str(self._generation())
-        if index is None:
-            index = VectorIndex(info.dim)
-        if not in_sync:
-            self._repair(index)
+        with self._exclusive():
+            generation = self._generation()
+            index = None
+            if self.index_path.exists():
+                try:
+                    index = VectorIndex.load(self.index_path, info.dim)
+                except (ValueError, RuntimeError) as e:
+                    log.warning("rebuilding %s: %s", self.index_path, e)
+            in_sync = index is not None and self._meta("index_generation") == str(generation)
+            if index is None:
+                index = VectorIndex(info.dim)
+            if not in_sync:
+                self._repair(index, generation)
+        self._vectors_generation = generation
         return index
 
-    def _repair(self, index: VectorIndex) -> None:
-        """Make the HNSW index hold exactly SQLite's chunk ids, then persist it."""
+    def _repair(self, index: VectorIndex, generation: int) -> None:
+        """Make the HNSW index hold exactly SQLite's chunk ids, then persist it (under the write lock)."""
         have = set(index.keys().tolist())
         want = {row[0] for row in self.db.execute("SELECT id FROM chunks")}
         stale, missing = np.array(sorted(have - want)), sorted(want - have)
@@ -129,37 +154,43 @@ class EmbeddedStore:
         if len(stale) or missing:
             log.info("repaired %s from %s: %d stale and %d missing vectors", self.index_path.name, self.path.name,
                      len(stale), len(missing))
-        self._save_vectors(index)
+        self._save_vectors(index, generation)
 
-    def _save_vectors(self, index: VectorIndex) -> None:
-        generation = self._generation()
+    def _save_vectors(self, index: VectorIndex, generation: int) -> None:
         index.save(self.index_path)
         self._set_meta("index_generation", str(generation))
+        self._vectors_generation = generation
 
     # --- writes ----------------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[None]:
-        if self._depth == 0:
-            self.db.execute("BEGIN IMMEDIATE")
-            if self.info is not None:
-                _ = self.vectors  # load (or repair) from the committed state before this batch writes
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
+        with self._exclusive():
+            if self._depth == 0:
+                self.db.execute("BEGIN IMMEDIATE")
+                if self.info is not None:
+                    _ = self.vectors  # load (or repair) from the committed state before this batch writes
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.db.execute("ROLLBACK")
+                    self._vectors, self._dirty = None, False  # the in-memory index may hold rolled-back ids
+                raise
             self._depth -= 1
             if self._depth == 0:
-                self.db.execute("ROLLBACK")
-                self._vectors, self._dirty = None, False  # the in-memory index may hold rolled-back ids
-            raise
-        self._depth -= 1
-        if self._depth == 0:
-            if self._dirty:
-                self._set_meta("generation", str(self._generation() + 1))
-            self.db.execute("COMMIT")
-            if self._dirty:
-                self._dirty = False
-                self._save_vectors(self.vectors)
+                self._commit()
+
+    def _commit(self) -> None:
+        """Commit, then save the HNSW file as that commit's generation (still under the write lock)."""
+        generation = self._generation() + 1
+        if self._dirty:
+            self._set_meta("generation", str(generation))
+        self.db.execute("COMMIT")
+        if self._dirty:
+            self._dirty = False
+            self._save_vectors(self._vectors, generation)
 
     def _remove_source(self, source: str) -> None:
         old = np.array([r[0] for r in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))])
@@ -208,3 +239,4 @@ class EmbeddedStore:
 
     def close(self) -> None:
         self.db.close()
+        os.close(self._lock_fd)

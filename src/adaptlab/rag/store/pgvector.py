@@ -15,17 +15,12 @@ from contextlib import contextmanager
 import numpy as np
 
 from adaptlab.rag.chunk import Chunk
-from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, check_info, check_vectors, hybrid_search
+from adaptlab.rag.store.base import Hit, StoreError, StoreInfo, check_info, check_vectors, hybrid_search, redact
 
 PREFIX = "adaptlab_rag"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 100
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def ts_query(text: str) -> str:
@@ -43,7 +38,8 @@ class PgVectorStore:
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
-            raise StoreError(f"cannot connect to {redact(url)}: {str(e).strip().splitlines()[0]}") from None
+            reason = redact(str(e).strip().splitlines()[0], url)
+            raise StoreError(f"cannot connect to {redact(url)}: {reason}") from None
         try:
             self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as e:
