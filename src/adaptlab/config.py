@@ -58,6 +58,12 @@ class TrainConfig(Strict):
     grad_accum: int = Field(1, ge=1)
     max_steps: int = Field(100, ge=1)
     packing: bool = True
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile each decoder layer (inductor); auto = on where measured faster "
+        "(adaptlab.train.speed.COMPILE_FASTER)")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each decoder layer's activations in backward: less memory on long "
+        "sequences, ~1/3 more compute")
     dtype: str = Field("auto", description="auto | bf16 | fp16 | fp32: the compute dtype")
     device: str = "auto"
     parallel: Literal["auto", "ddp", "fsdp"] = Field(

@@ -1,4 +1,15 @@
-"""Pick the device and dtype a run uses when the user says `auto`."""
+"""Pick the device and dtype a run uses when the user says `auto`.
+
+`auto` is bf16 only where the hardware computes it natively, else fp32 (fp16 on CUDA without bf16):
+
+| CPU kind | flags (/proc/cpuinfo) | native dtype |
+|---|---|---|
+| Intel Sapphire Rapids and later | `amx_bf16` | bf16 (AMX tiles) |
+| Intel Cooper Lake, AMD Zen 4/5 | `avx512_bf16` | bf16 (AVX-512 BF16 dot products) |
+| AVX2 / plain AVX-512 (AMD Zen 2/3, older Xeons) | neither | fp32 (bf16 is emulated, far slower) |
+
+Where /proc/cpuinfo cannot be read (not Linux), oneDNN's own bf16 check decides.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +20,31 @@ import torch
 
 
 @functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of the first processor in /proc/cpuinfo (empty where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+@functools.cache
+def cpu_kind() -> str:
+    """The CPU's fastest matmul path: `amx`, `avx512_bf16`, `avx512`, `avx2` or `other`."""
+    flags = cpu_flags()
+    if not flags:
+        return "avx512_bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "other"
+    for kind, flag in (("amx", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return kind
+    return "other"
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), so bf16 is faster than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_kind() in ("amx", "avx512_bf16")
 
 
 def auto_device(device: str = "auto") -> torch.device:

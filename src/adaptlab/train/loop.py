@@ -33,6 +33,7 @@ from adaptlab.train.loggers import open_loggers
 from adaptlab.train.manifest import write_manifest
 from adaptlab.train.rundir import claim_output_dir
 from adaptlab.train.objectives import get_objective
+from adaptlab.train.speed import apply_speed_settings, eta_message
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class Trainer:
             with self.autocast():
                 self.model = prepare(self.model, self.tokenizer, cfg, self.train_batches + self.eval_batches, self.out)
         self.footprint = self.method.footprint(self.model)
+        self.speed = apply_speed_settings(self.model, cfg.compile, cfg.activation_checkpointing, device)
         self.parallel = choose_parallel(cfg.parallel, self.world)
         # loss(batch) -> (summed loss, target count); under fsdp through the sharded root
         self.unit = shard_model(self.model, self.objective.loss, device.type) if self.parallel == "fsdp" else None
@@ -154,7 +156,7 @@ class Trainer:
                            world_size=self.world.size,
                            data_hashes={"train": data_hash(train_records), "eval": data_hash(eval_records)},
                            extra={"resumed_from_step": self.start_step, "parallel": self.parallel, "footprint": self.footprint.as_dict(),
-                                  "compute_dtype": str(self.compute_dtype), "n_train_batches": len(self.train_batches)})
+                                  "compute_dtype": str(self.compute_dtype), "speed": self.speed, "n_train_batches": len(self.train_batches)})
         self.loggers = open_loggers(cfg.loggers, self.out, cfg.model_dump(), self.start_step) if self.world.is_main else []
 
     def build_model(self, device: torch.device):
@@ -256,7 +258,11 @@ class Trainer:
             for step in range(self.start_step, cfg.max_steps):
                 t0 = time.perf_counter()
                 loss, tokens, norm = self.train_step(step)
-                result.train_seconds += time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
+                result.train_seconds += seconds
+                if step == self.start_step + self.speed["compiled"] and self.world.is_main and \
+                        (eta := eta_message(seconds, cfg.max_steps - step - 1)):
+                    log.info(eta)  # from one measured step (after the compiling one)
                 result.tokens += tokens
                 result.train_losses.append(loss)
                 done = step + 1

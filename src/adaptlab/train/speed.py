@@ -1,0 +1,89 @@
+"""Speed and memory switches of a training run, and the run-time estimate shown at its start.
+
+- `compile`: each decoder layer runs through `torch.compile` (inductor; on CPU it generates C++ and needs
+  a C++ compiler, gcc or clang). All layers share one code object, so one graph is compiled and reused;
+  packed rows keep shapes fixed, so it compiles once per shape (the first step pays the compile time).
+  `auto` turns it on only where compiled layers were measured faster (`COMPILE_FASTER`, by
+  `benchmarks/train_throughput.py --compile`).
+- `activation_checkpointing`: each decoder layer keeps only its input and recomputes its activations in
+  backward (Chen et al. 2016, arXiv:1604.06174): activation memory O(layers x tokens x hidden) instead of
+  O(layers x tokens x (hidden + intermediate + heads x tokens)), for about one more forward per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import torch
+from torch import nn
+
+from adaptlab.models.device import cpu_kind
+
+log = logging.getLogger(__name__)
+
+# where `compile: auto` turns compiled decoder layers on: device kinds (`cpu_kind()` values or "cuda")
+# on which benchmarks/train_throughput.py --compile measured them faster than eager
+COMPILE_FASTER: frozenset[str] = frozenset({"cuda"})
+
+
+def device_kind(device: torch.device) -> str:
+    """`cuda`, or the CPU's kind (`amx`, `avx512_bf16`, `avx512`, `avx2`, `other`)."""
+    return "cuda" if device.type == "cuda" else cpu_kind()
+
+
+def want_compile(setting: bool | str, device: torch.device) -> bool:
+    """Resolve `compile: true|false|auto`; on CPU inductor needs a C++ compiler, so `auto` without one is off."""
+    if setting != "auto":
+        return bool(setting)
+    has_cxx = device.type == "cuda" or any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+    return has_cxx and device_kind(device) in COMPILE_FASTER
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a causal LM (through peft wrappers)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(inner, "model", inner), "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{type(inner).__name__} has no `model.layers`: compile and activation checkpointing "
+                         "need a decoder-only model with a layer list")
+    return layers
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant: frozen inputs are fine)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    enable = getattr(inner, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable({"use_reentrant": False})
+    else:  # transformers < 5
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def compile_layers(model: nn.Module) -> int:
+    """Compile every decoder layer in place (`nn.Module.compile`); returns how many."""
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
+def apply_speed_settings(model: nn.Module, compile: bool | str, checkpointing: bool, device: torch.device) -> dict:
+    """Apply the run's compile / activation-checkpointing switches; returns what was applied (for the manifest)."""
+    compiled = want_compile(compile, device)
+    if checkpointing:
+        enable_checkpointing(model)
+    if compiled:
+        log.info("compiling %d decoder layers (torch.compile, inductor): the first step includes the compile time",
+                 compile_layers(model))
+    return {"compiled": compiled, "activation_checkpointing": checkpointing}
+
+
+def eta_message(step_seconds: float, steps_left: int, over_seconds: float = 180.0) -> str | None:
+    """'about 13 min for the 99 steps left (8.4 s/step measured)' when the rest of the run exceeds
+    `over_seconds`, else None."""
+    total = step_seconds * steps_left
+    if total <= over_seconds:
+        return None
+    when = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    return f"about {when} for the {steps_left} steps left ({step_seconds:.1f} s/step measured)"
