@@ -32,6 +32,7 @@ def _mount() -> None:
     from adaptlab.commands import serve; serve.register(app)
     from adaptlab.commands import feedback; feedback.register(app)
     from adaptlab.commands import compare; compare.register(app)
+    from adaptlab.commands import compare; compare.register(app)
 
 
 _mount()

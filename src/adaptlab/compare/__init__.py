@@ -1,0 +1,12 @@
+"""`adaptlab compare`: every route on one task, in one time budget, as a report.
+
+recipe.py   the compare recipe (task, routes, seeds, budget) and `load_recipe`
+taskdata.py the task's train/test split on disk (carved when missing, overlap refused) as eval tasks
+planner.py  budget parsing and the steps each training route gets (equal wall clock or equal tokens)
+cell.py     one cell = one process (`python -m adaptlab.compare.cell SPEC`): train, score, measure
+measure.py  what a cell measures: task score, forgetting, sizes, load time, peak memory
+runner.py   the matrix: warm-up, plan, cells in child processes, cache by config hash, resume
+stats.py    intervals (Wilson, bootstrap), overlap, Pareto front
+verdict.py  the claims and the recommendation, computed from the records
+plots.py / report.py   PNG plots, report.md and a self-contained report.html
+"""

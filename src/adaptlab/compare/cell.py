@@ -1,0 +1,173 @@
+"""One cell of the compare matrix in its own process, so its peak memory is its own.
+
+`run_spec(SPEC.json, conn)` is the process's whole life: the runner forks it from a fork server that
+has already imported torch, transformers and peft (seconds saved per cell, nothing else shared). The
+spec says what to do: `prompt` scores the base model with a prompt, `train` trains a route, reloads
+its artifact as `adaptlab eval` would and measures it, `warmup` times a few steps of each training
+route. Progress goes through `conn` as dicts; the record is written atomically to `spec["out"]`; stderr
+goes to `stderr.log` beside the spec. Any exception ends the process with a non-zero status and its
+traceback in that log, which the runner reports in the cell's row.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from adaptlab.compare import measure
+from adaptlab.compare.planner import Speed
+
+Emit = Callable[[dict], None]
+
+
+def _eval_progress(emit: Emit, phase: str):
+    def factory(task: str, total: int):
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            emit({"event": "progress", "phase": phase, "done": done[0], "total": total})
+        return advance
+    return factory
+
+
+def _footprint(model) -> dict:
+    from adaptlab.methods.base import count_footprint
+
+    fp = count_footprint(model)
+    return {"trainable_params": fp.trainable_params, "total_params": fp.total_params,
+            "trainable_share": fp.trainable_share}
+
+
+def run_prompt(spec: dict, emit: Emit) -> dict:
+    """The base model answering with a prompt (zero- or few-shot); the zero-shot cell also measures
+    the base model's forgetting probe, the reference every fine-tuned cell is compared with."""
+    from adaptlab.models import load_model
+
+    start = time.perf_counter()
+    loaded = load_model(spec["model"])
+    load_s = time.perf_counter() - start
+    test = measure.score_task(loaded.model, loaded.tokenizer, spec["task"], limit=spec["measure"]["eval_limit"],
+                              progress=_eval_progress(emit, "eval"))
+    record = {"test": test.as_dict(), "load_time_s": load_s, "eval_time_s": test.seconds, "artifact_bytes": 0,
+              "steps": 0, "tokens": 0, "train_time_s": 0.0, **_footprint(loaded.model), "trainable_params": 0,
+              "trainable_share": 0.0}
+    if spec.get("forgetting"):
+        emit({"event": "phase", "phase": "forgetting probe"})
+        record["forgetting"] = measure.forgetting_probe(loaded.model, loaded.tokenizer, spec["measure"]["mmlu_items"],
+                                                        spec["measure"]["text_passages"])
+    return record
+
+
+def _curve_steps(max_steps: int, points: int) -> set[int]:
+    return {max(1, round(max_steps * (i + 1) / points)) for i in range(points)} if points else set()
+
+
+def _train(spec: dict, emit: Emit) -> tuple[object, list[list[float]]]:
+    """Train the route; score the test metric on a few items at `curve_points` steps along the way."""
+    from adaptlab.config import TrainConfig
+    from adaptlab.train import Trainer
+
+    cfg = TrainConfig.model_validate(spec["train"])
+    m = spec["measure"]
+    at, curve = _curve_steps(cfg.max_steps, m["curve_points"]), []
+
+    def on_step(metrics) -> None:
+        emit({"event": "progress", "phase": "train", "done": metrics.step, "total": metrics.max_steps,
+              "loss": metrics.loss})
+        if metrics.step in at:
+            trainer.model.eval()
+            s = measure.score_task(trainer.model, trainer.tokenizer, spec["task"], limit=m["curve_items"])
+            trainer.model.train()
+            curve.append([metrics.step, s.score])
+
+    trainer = Trainer(cfg, on_step=on_step)
+    return trainer.run(), curve
+
+
+def run_train(spec: dict, emit: Emit) -> dict:
+    """Train, reload the artifact from disk (timed), score it on the test and train splits, probe forgetting."""
+    from adaptlab.methods.artifact import load_artifact
+
+    result, curve = _train(spec, emit)
+    gc.collect()
+    start = time.perf_counter()
+    art = load_artifact(result.final_dir)
+    load_s = time.perf_counter() - start
+    m = spec["measure"]
+    test = measure.score_task(art.model, art.tokenizer, spec["task"], limit=m["eval_limit"],
+                              progress=_eval_progress(emit, "eval"))
+    record = {"test": test.as_dict(), "curve": curve, "steps": result.steps, "tokens": result.tokens,
+              "train_time_s": result.train_seconds, "tokens_per_s": result.tokens_per_s, "load_time_s": load_s,
+              "eval_time_s": test.seconds, "artifact": str(result.final_dir),
+              "artifact_bytes": measure.dir_bytes(result.final_dir), "train_losses": result.train_losses,
+              "eval_losses": result.eval_losses, "trainable_params": result.trainable_params,
+              "total_params": result.total_params,
+              "trainable_share": result.trainable_params / max(result.total_params, 1)}
+    if spec.get("train_eval"):
+        emit({"event": "phase", "phase": "train-split score"})
+        record["train"] = measure.score_task(art.model, art.tokenizer, spec["train_eval"]).as_dict()
+    emit({"event": "phase", "phase": "forgetting probe"})
+    record["forgetting"] = measure.forgetting_probe(art.model, art.tokenizer, m["mmlu_items"], m["text_passages"])
+    return record
+
+
+def _time_route(train: dict, steps: int) -> Speed:
+    from adaptlab.config import TrainConfig
+    from adaptlab.train import Trainer
+
+    cfg = TrainConfig.model_validate({**train, "max_steps": steps + 1, "eval_every": 0, "save_every": 0})
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    trainer.setup()
+    setup_s = time.perf_counter() - start
+    trainer.train_step(0)                       # the first step pays one-off costs; not timed
+    start, tokens = time.perf_counter(), 0
+    for step in range(1, steps + 1):
+        tokens += trainer.train_step(step)[1]
+    step_s = (time.perf_counter() - start) / steps
+    return Speed(cfg.output_dir, setup_s, step_s, tokens / steps)
+
+
+def run_warmup(spec: dict, emit: Emit) -> dict:
+    """Time `steps` optimizer steps of every training route; a route that cannot start gives its error."""
+    speeds, errors = {}, {}
+    for i, (route, train) in enumerate(spec["routes"].items()):
+        emit({"event": "progress", "phase": route, "done": i, "total": len(spec["routes"])})
+        try:
+            speed = _time_route(train, spec["steps"])
+            speeds[route] = {**speed.as_dict(), "route": route}
+        except Exception as e:  # noqa: BLE001  (a route that cannot run here is reported, the rest go on)
+            errors[route] = f"{type(e).__name__}: {e}"
+        gc.collect()
+    return {"speeds": speeds, "errors": errors}
+
+
+CELL_KINDS: dict[str, Callable[[dict, Emit], dict]] = {"prompt": run_prompt, "train": run_train, "warmup": run_warmup}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a temporary file renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_spec(spec_path: str, conn) -> None:
+    """Run the cell described by the JSON file `spec_path`; events go to `conn.send`."""
+    err = open(Path(spec_path).with_name("stderr.log"), "w", encoding="utf-8")  # noqa: SIM115  (lives as long as the process)
+    os.dup2(err.fileno(), 2)
+    sys.stderr = err
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    startup_s = time.time() - spec.get("started_at", time.time())
+    emit = conn.send
+    start = time.perf_counter()
+    record = CELL_KINDS[spec["kind"]](spec, emit)
+    record.update(startup_s=startup_s, cell_s=time.perf_counter() - start, peak_memory_mb=measure.peak_memory_mb(),
+                  versions=measure.versions(), hardware=measure.hardware())
+    write_json(Path(spec["out"]), record)

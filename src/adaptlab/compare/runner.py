@@ -1,0 +1,279 @@
+"""The compare matrix: split the task, score the prompting routes, warm up, plan, train every route.
+
+Each cell runs in its own process (`adaptlab.compare.cell.run_spec`, forked from a fork server that
+has the libraries imported), so its peak memory is its own and a
+crash or an out-of-memory kill ends only that cell: its row says what happened and the others run.
+A cell's spec is hashed; a finished cell whose record carries the same hash is not run again, so an
+interrupted run continues where it stopped, and `only` reruns the named routes. The plan (steps per
+training route) is kept in `plan.json` beside the records, so a resumed run trains the same steps.
+
+Everything the report needs is on disk: `run.json` (task, budget, plan) and one
+`cells/<route>-s<seed>/record.json` per cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from adaptlab.compare.cell import run_spec, write_json
+from adaptlab.compare.planner import Speed, plan_steps, training_seconds
+from adaptlab.compare.recipe import CompareConfig, RouteSpec
+from adaptlab.compare.taskdata import TaskFiles, write_task
+from adaptlab.config import TrainConfig
+from adaptlab.methods import get_method
+
+Listener = Callable[[dict], None]
+SAVE_S = 2.0          # writing and reading an artifact, beyond what the warm-up measured
+PRELOAD = ["adaptlab.compare.cell", "adaptlab.train", "adaptlab.methods", "peft"]   # imported once, by the fork server
+
+
+def config_hash(spec: dict) -> str:
+    """sha256 of everything that decides a cell's result (not when it was started)."""
+    stable = {k: v for k, v in spec.items() if k not in ("started_at", "out")}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, section by section (a route's `optim.lr` keeps the shared `optim.schedule`)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_child(spec: dict, workdir: Path, listener: Listener, key: str) -> tuple[int, str]:
+    """Run one cell process; forward its progress events; return (exit status, the end of its stderr)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path, err_path = workdir / "spec.json", workdir / "stderr.log"
+    err_path.unlink(missing_ok=True)
+    write_json(spec_path, {**spec, "started_at": time.time()})
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=run_spec, args=(str(spec_path), send), name=f"adaptlab-cell-{key}")
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                listener({**receive.recv(), "cell": key})
+            except EOFError:
+                break
+        proc.join()
+    except BaseException:
+        proc.kill()
+        proc.join()
+        raise
+    stderr = err_path.read_text(encoding="utf-8", errors="replace")[-2000:] if err_path.exists() else ""
+    return proc.exitcode, stderr
+
+
+def _failure(status: int, stderr: str) -> str:
+    if status in (-9, 137):  # SIGKILL: the kernel's out-of-memory killer, most often
+        return "killed by the system (out of memory?)"
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit status {status}"
+
+
+class Matrix:
+    """One compare run: `run()` executes what is missing and returns every cell's record."""
+
+    def __init__(self, cfg: CompareConfig, budget_s: float, only: list[str] | None = None,
+                 listener: Listener | None = None):
+        self.cfg, self.budget_s, self.listener = cfg, float(budget_s), listener or (lambda e: None)
+        self.out = Path(cfg.output_dir)
+        self.only = set(only or [])
+        unknown = self.only - {r.name for r in cfg.routes}
+        if unknown:
+            raise ValueError(f"--only {', '.join(sorted(unknown))}: no such route; routes: "
+                             f"{', '.join(r.name for r in cfg.routes)}")
+        self.start = time.perf_counter()
+        self.records: dict[str, dict] = {}
+
+    # ---- cells --------------------------------------------------------------------------------
+    def key(self, route: RouteSpec, seed: int) -> str:
+        return f"{route.name}-s{seed}"
+
+    def record_path(self, key: str) -> Path:
+        return self.out / "cells" / key / "record.json"
+
+    def cached(self, key: str, route: RouteSpec, digest: str) -> dict | None:
+        path = self.record_path(key)
+        if route.name in self.only or not path.exists():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record if record.get("config_hash") == digest and record.get("status") == "ok" else None
+
+    def finish(self, key: str, record: dict) -> dict:
+        self.record_path(key).parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.record_path(key), record)
+        self.records[key] = record
+        self.listener({"event": "done", "cell": key, "record": record})
+        return record
+
+    def run_cell(self, route: RouteSpec, seed: int, spec: dict, meta: dict) -> dict:
+        key = self.key(route, seed)
+        digest = config_hash(spec)
+        meta = {"route": route.name, "seed": seed, "config_hash": digest, "model": self.cfg.model,
+                "task": self.cfg.task.name, **meta}
+        if (hit := self.cached(key, route, digest)) is not None:
+            self.records[key] = hit
+            self.listener({"event": "done", "cell": key, "record": hit, "cached": True})
+            return hit
+        self.listener({"event": "start", "cell": key})
+        out = self.record_path(key)
+        out.unlink(missing_ok=True)
+        start = time.perf_counter()
+        status, stderr = run_child({**spec, "out": str(out)}, out.parent, self.listener, key)
+        wall = time.perf_counter() - start
+        if status == 0 and out.exists():
+            return self.finish(key, {**meta, **json.loads(out.read_text(encoding="utf-8")), "status": "ok",
+                                     "wall_s": wall})
+        return self.finish(key, {**meta, "status": "failed", "error": _failure(status, stderr), "wall_s": wall})
+
+    def skip(self, route: RouteSpec, seed: int, reason: str, meta: dict) -> dict:
+        return self.finish(self.key(route, seed), {"route": route.name, "seed": seed, "model": self.cfg.model,
+                                                   "task": self.cfg.task.name, **meta, "status": "skipped",
+                                                   "reason": reason})
+
+    # ---- the matrix ---------------------------------------------------------------------------
+    def train_config(self, route: RouteSpec, seed: int, files: TaskFiles) -> dict:
+        """The route's full TrainConfig (validated), with the task's training split as data."""
+        tree = deep_merge(deep_merge(self.cfg.train, route.train), {
+            "model": self.cfg.model, "method": route.method, "seed": seed, "loggers": ["jsonl"], "save_every": 0,
+            "output_dir": str(self.out / "cells" / self.key(route, seed) / "run"), "data": {"train": str(files.train)}})
+        cfg = TrainConfig.model_validate(tree)
+        get_method(cfg.method.name)
+        return cfg.model_dump()
+
+    def measure_spec(self) -> dict:
+        return self.cfg.measure.model_dump()
+
+    def prompt_cells(self, files: TaskFiles) -> None:
+        probe_done = False
+        for route in (r for r in self.cfg.routes if not r.trains):
+            spec = {"kind": "prompt", "model": self.cfg.model, "task": str(files.shots(route.shots)),
+                    "measure": self.measure_spec(), "forgetting": route.shots == 0 and not probe_done}
+            probe_done = probe_done or spec["forgetting"]
+            meta = {"kind": "prompt", "shots": route.shots, "method": None}
+            if route.shots >= files.n_train:
+                self.skip(route, self.cfg.seeds[0], f"{route.shots} shots need more training rows than "
+                          f"{files.n_train}", meta)
+                continue
+            self.run_cell(route, self.cfg.seeds[0], spec, meta)
+
+    def overhead_s(self, speed: Speed) -> float:
+        """A training cell's time besides its steps, from the warm-up and the zero-shot cell."""
+        base = next((r for r in self.records.values() if r.get("forgetting") and r.get("kind") == "prompt"), None)
+        if base is None:
+            return 2 * speed.setup_s + SAVE_S
+        m = self.cfg.measure
+        per_item = base["test"]["seconds"] / max(base["test"]["n"], 1)
+        items = base["test"]["n"] + m.train_eval + m.curve_points * m.curve_items
+        return base.get("startup_s", 0) + 2 * speed.setup_s + SAVE_S + per_item * items + base["forgetting"]["seconds"]
+
+    def plan(self, configs: dict[str, dict]) -> dict:
+        """Steps per training route: reuse `plan.json` when it was made for this recipe and budget."""
+        path = self.out / "plan.json"
+        digest = config_hash({"configs": configs, "budget_s": self.budget_s, "share": self.cfg.share})
+        if path.exists() and (old := json.loads(path.read_text(encoding="utf-8"))).get("hash") == digest:
+            return old
+        self.listener({"event": "start", "cell": "warm-up"})
+        status, stderr = run_child({"kind": "warmup", "routes": configs, "steps": self.cfg.warmup_steps,
+                                    "out": str(self.out / "warmup" / "record.json")},
+                                   self.out / "warmup", self.listener, "warm-up")
+        if status != 0:
+            raise RuntimeError(f"the warm-up failed: {_failure(status, stderr)}")
+        warm = json.loads((self.out / "warmup" / "record.json").read_text(encoding="utf-8"))
+        speeds = [Speed(**s) for s in warm["speeds"].values()]
+        n_cells = len(self.cfg.seeds)
+        overheads = [self.overhead_s(s) for s in speeds for _ in range(n_cells)]
+        seconds = training_seconds(self.budget_s, time.perf_counter() - self.start, overheads) / n_cells
+        plan = {"hash": digest, "budget_s": self.budget_s, "share": self.cfg.share, "training_s": seconds,
+                "steps": plan_steps(speeds, seconds, self.cfg.share), "speeds": warm["speeds"],
+                "errors": warm["errors"], "overheads_s": dict(zip([s.route for s in speeds], overheads[::n_cells]))}
+        write_json(path, plan)
+        return plan
+
+    def train_cells(self, files: TaskFiles) -> None:
+        configs, invalid = {}, {}
+        for route in (r for r in self.cfg.routes if r.trains):
+            try:
+                configs[route.name] = self.train_config(route, self.cfg.seeds[0], files)
+            except (ValidationError, ValueError) as e:
+                invalid[route.name] = f"invalid route: {str(e).splitlines()[0]}"
+        plan = self.plan(configs) if configs else {"steps": {}, "errors": {}}
+        for route in (r for r in self.cfg.routes if r.trains):
+            meta = {"kind": "train", "shots": 0, "method": (route.method or {}).get("name")}
+            for seed in self.cfg.seeds:
+                reason = invalid.get(route.name) or plan["errors"].get(route.name)
+                if reason:
+                    self.skip(route, seed, f"cannot run here: {reason}", meta)
+                    continue
+                steps = plan["steps"][route.name]
+                train = {**self.train_config(route, seed, files), "max_steps": steps,
+                         "eval_every": 0}
+                spec = {"kind": "train", "train": train, "task": str(files.test), "measure": self.measure_spec(),
+                        "train_eval": str(files.train_eval) if files.train_eval else None}
+                self.run_cell(route, seed, spec, {**meta, "planned_steps": steps, "share": self.cfg.share})
+
+    def run(self) -> list[dict]:
+        files = write_task(self.cfg.task, [r.shots for r in self.cfg.routes if not r.trains],
+                           self.cfg.measure.train_eval, self.out / "data")
+        run = {"recipe": self.cfg.model_dump(), "budget_s": self.budget_s, "n_train": files.n_train,
+               "n_test": files.n_test, "test_carved": files.carved, "test_task": str(files.test)}
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "run.json", run)
+        self.prompt_cells(files)
+        self.train_cells(files)
+        run["elapsed_s"] = time.perf_counter() - self.start
+        if (self.out / "plan.json").exists():
+            run["plan"] = json.loads((self.out / "plan.json").read_text(encoding="utf-8"))
+        write_json(self.out / "run.json", run)
+        return list(self.records.values())
+
+
+def load_records(dirs: list[Path]) -> tuple[dict, list[dict]]:
+    """(the first run's run.json, every cell record under the given run folders)."""
+    runs, records = [], []
+    for d in dirs:
+        run_file = Path(d) / "run.json"
+        if not run_file.exists():
+            raise FileNotFoundError(f"{d} is not a compare run folder (no run.json)")
+        runs.append(json.loads(run_file.read_text(encoding="utf-8")))
+        for path in sorted((Path(d) / "cells").glob("*/record.json")):
+            records.append({**json.loads(path.read_text(encoding="utf-8")), "source": str(d)})
+    return runs[0], records
+
+
+def route_order(run: dict, records: list[dict]) -> list[dict]:
+    """Records in the recipe's route order (then seed), routes unknown to the recipe last."""
+    order = {r["name"]: i for i, r in enumerate(run["recipe"]["routes"])}
+    return sorted(records, key=lambda r: (order.get(r["route"], len(order)), r.get("seed", 0)))
+
+
+def compare(cfg: CompareConfig, budget_s: float, only: list[str] | None = None,
+            listener: Listener | None = None) -> dict[str, Path]:
+    """Run (or resume) the matrix and write its report next to the records; returns the report's files."""
+    Matrix(cfg, budget_s, only, listener).run()
+    return merge([Path(cfg.output_dir)], Path(cfg.output_dir))
+
+
+def merge(dirs: list[Path], out: Path) -> dict[str, Path]:
+    """One report from the records of several runs (machines, seeds) written into `out`."""
+    from adaptlab.compare.report import write_report
+
+    run, records = load_records(dirs)
+    return write_report(run, route_order(run, records), out)

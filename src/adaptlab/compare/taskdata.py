@@ -1,0 +1,105 @@
+"""The compare task on disk: a train split, a test split that never overlaps it, and eval tasks over them.
+
+Without a test file, `test_size` rows are carved out of the data with a fixed seed (the report says
+so); a given test file that shares any text with the training data is refused. The splits are
+written as plain files: training rows as instruction records (the prompt the model is scored on, the
+label as answer), scored rows as custom eval tasks (`eval/custom.py` YAML), so `adaptlab eval
+--tasks <run>/data/test.yaml --chat-template --adapter <cell>/final` reproduces any cell's score.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from adaptlab.compare.recipe import TaskSpec
+from adaptlab.data.records import Classification
+from adaptlab.data.sources import load_records
+
+SPLIT_SEED = 1234      # the carved test split is the same for every training seed
+
+
+@dataclass
+class TaskFiles:
+    train: Path                 # instruction JSONL for `data.train`
+    test: Path                  # eval task YAML over the test split (zero-shot)
+    train_eval: Path | None     # eval task YAML over a slice of the training split (over-fitting gap)
+    n_train: int
+    n_test: int
+    carved: bool                # the test split was carved out of the data
+
+    def shots(self, k: int) -> Path:
+        """The eval task YAML whose prompts carry `k` exemplars from the training split."""
+        return self.test if k == 0 else self.test.with_name(f"test-{k}shot.yaml")
+
+
+def _classification(source: str, spec: TaskSpec) -> list[Classification]:
+    records = load_records(source, kind="classification")
+    unknown = sorted({r.label for r in records} - set(spec.labels))
+    if unknown:
+        raise ValueError(f"{source}: labels {unknown} are not in task.labels {spec.labels}")
+    seen: set[str] = set()
+    return [r for r in records if not (r.text in seen or seen.add(r.text))]   # duplicates would leak
+
+
+def split(spec: TaskSpec) -> tuple[list[Classification], list[Classification], bool]:
+    """(train, test, carved): the test split is given, or carved out with a fixed seed."""
+    data = _classification(spec.data, spec)
+    if spec.test:
+        test = _classification(spec.test, spec)
+        shared = {r.text for r in data} & {r.text for r in test}
+        if shared:
+            raise ValueError(f"task.test {spec.test}: {len(shared)} test rows also appear in the training data "
+                             f"{spec.data} (e.g. {min(shared)[:60]!r}); a test split must be unseen")
+        train = data
+    else:
+        if len(data) < spec.test_size + len(spec.labels):
+            raise ValueError(f"task.data {spec.data}: {len(data)} rows cannot give a test split of "
+                             f"{spec.test_size} (task.test_size) and a training split")
+        order = random.Random(SPLIT_SEED).sample(range(len(data)), len(data))
+        test = [data[i] for i in order[: spec.test_size]]
+        train = [data[i] for i in order[spec.test_size:]]
+    return train[: spec.train_limit] if spec.train_limit else train, test, not spec.test
+
+
+def exemplars(train: list[Classification], labels: list[str], k: int) -> list[Classification]:
+    """`k` training rows, labels taken in turn, so a few-shot prompt shows every class."""
+    pools = [pool for lab in labels if (pool := [r for r in train if r.label == lab])]
+    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(k)]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _task_yaml(path: Path, spec: TaskSpec, data: Path, name: str, shots: int = 0) -> Path:
+    prompt = spec.prompt.replace("{choices}", ", ".join(spec.labels))
+    task = {"name": name, "data": data.name, "kind": "classify", "prompt": prompt, "answer": "label",
+            "labels": spec.labels, "metric": "acc", "shots": shots, "target_delimiter": "",
+            "description": f"{spec.name}: {data.stem} split written by adaptlab compare"}
+    path.write_text(yaml.safe_dump(task, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def write_task(spec: TaskSpec, shots: list[int], train_eval: int, out: Path) -> TaskFiles:
+    """Split the task and write its files under `out`; `shots` lists the few-shot k the routes use."""
+    train, test, carved = split(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    prompt = spec.prompt.replace("{choices}", ", ".join(spec.labels))
+    rows = lambda recs: [{"text": r.text, "label": r.label} for r in recs]
+    _write_jsonl(out / "train.jsonl", [{"instruction": prompt.format(text=r.text), "output": r.label} for r in train])
+    _write_jsonl(out / "test.jsonl", rows(test))
+    files = TaskFiles(out / "train.jsonl", _task_yaml(out / "test.yaml", spec, out / "test.jsonl", spec.name),
+                      None, len(train), len(test), carved)
+    for k in sorted({k for k in shots if k > 0}):
+        _write_jsonl(out / f"test-{k}shot.jsonl", rows(exemplars(train, spec.labels, k) + test))
+        _task_yaml(files.shots(k), spec, out / f"test-{k}shot.jsonl", spec.name, shots=k)
+    if train_eval:
+        picked = random.Random(SPLIT_SEED).sample(train, min(train_eval, len(train)))
+        _write_jsonl(out / "train-eval.jsonl", rows(picked))
+        files.train_eval = _task_yaml(out / "train-eval.yaml", spec, out / "train-eval.jsonl", f"{spec.name}-train")
+    return files
