@@ -4,7 +4,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -62,8 +61,8 @@ def test_failing_assert_fails():
     "raise SystemExit(0)\nassert False\n",
     "import os\nos._exit(0)\nassert False\n",
     "import atexit, os\natexit.register(lambda: os._exit(0))\nassert False\n",
-    "import sys\nsys.excepthook = lambda *a: None\nimport atexit, os\natexit.register(lambda: os._exit(0))\n"
-    "assert False\n",
+    ("import sys\nsys.excepthook = lambda *a: None\nimport atexit, os\natexit.register(lambda: os._exit(0))\n"
+     "assert False\n"),
 ])
 def test_exit_status_zero_alone_is_not_a_pass(forgery):
     r = run_program(forgery, FAST)
@@ -215,6 +214,17 @@ def test_refuses_without_os_isolation(monkeypatch, bwrap):
     with pytest.raises(SandboxUnavailable, match="--allow-unsandboxed"):
         run_program("print('ran')\n", FAST)
     assert sandbox.sandbox_status() is not None
+
+
+def test_eval_command_refuses_code_tasks_before_loading_a_model(monkeypatch):
+    from typer.testing import CliRunner
+
+    from adaptlab.cli import app
+
+    monkeypatch.setattr(sandbox, "BWRAP", "no-such-bwrap")
+    monkeypatch.delenv(sandbox.ALLOW_ENV, raising=False)
+    result = CliRunner().invoke(app, ["eval", "--model", "no-such-model", "--tasks", "humaneval"])
+    assert result.exit_code == 2 and "--allow-unsandboxed" in result.output and "bubblewrap" in result.output
 
 
 def test_unsandboxed_only_when_allowed(monkeypatch):
