@@ -152,3 +152,16 @@ def test_reward_model_trains_and_scores_as_a_reward_function(tmp_path, tiny_dir)
     assert load_reward("tests.conftest:write_jsonl") is write_jsonl
     with pytest.raises(ValueError, match="no reward given"):
         load_reward("")
+
+
+def test_pairs_without_a_chat_template_are_plain_text_plus_eos(tiny):
+    import copy
+
+    from adaptlab.train.objectives.pairs import pair_examples
+
+    tok = copy.deepcopy(tiny[1])
+    tok.chat_template = None
+    chosen, rejected = pair_examples([Preference("Q: 2+2? A:", " 4", " 5")], tok, 64)
+    prompt = tok.encode("Q: 2+2? A:")
+    assert chosen.input_ids[-1] == rejected.input_ids[-1] == tok.eos_token_id
+    assert chosen.labels[: len(prompt) - 1] == [-100] * (len(prompt) - 1) and chosen.n_targets >= 2
