@@ -7,7 +7,10 @@ adaptlab's own engine (`adaptlab.train.Trainer`) on packed rows. Baselines in th
 GSM8K examples written the way a typical user writes them (benchmarks/lib/peft_trainer.py: peft + transformers
 `Trainer`, padding to seq_len, no packing): lora, dora and ia3 through peft, qlora through peft +
 bitsandbytes (`BitsAndBytesConfig(load_in_4bit, nf4, double quant)`, `prepare_model_for_kbit_training`).
-ratio = tok_s / baseline_tok_s.
+ratio = tok_s / baseline_tok_s. For lora and full also the strongest baseline (benchmarks/lib/trl_sft.py: trl
+`SFTTrainer`, packing + padding-free, completion-only loss, native dtype, the same packed rows per step):
+strong_ratio = tok_s / strong_baseline_tok_s. Every side computes in the machine's native dtype (bf16 where
+the CPU computes it natively or on CUDA, else fp32).
 
 Full mode (default): SmolLM2-135M, each run in its own process so peak RSS is that run's own.
 --quick (< 50 s): a tiny random Llama saved to a temp folder, fewer steps, all runs in this process
@@ -32,11 +35,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lib.peft_trainer import peft_trainer_tok_s
+from lib.trl_sft import trl_sft_tok_s
 
 from adaptlab.methods.base import DEFAULT_TARGETS
+from adaptlab.models import auto_dtype
+from adaptlab.models.device import cpu_kind
 
 METHODS = ["lora", "dora", "ia3", "qlora", "qalora", "loftq", "full"]
 BASELINES = {m: m for m in ("lora", "dora", "ia3", "qlora", "full")}  # method -> its peft baseline (lib/peft_trainer.py)
+STRONG = {"lora", "full"}  # methods with a trl SFTTrainer baseline (lib/trl_sft.py)
 QUANT_TARGET = {"qlora", "qalora"}  # frozen base <= 0.30x the bf16 base
 
 
@@ -121,26 +128,42 @@ def run_baseline(method: str, s: dict) -> dict:
     return {"tok_s": result["tok_s"], "peak_mb": round(peak.peak, 1)}
 
 
+def run_strong(method: str, s: dict) -> dict:
+    """trl SFTTrainer on the same examples, packed into the same rows per step (lib/trl_sft.py)."""
+    from adaptlab.train.loop import split_records
+
+    records = split_records(train_config(method, s))[0]
+    with PeakRSS() as peak:
+        result = trl_sft_tok_s(method, s["model"], records, s["seq_len"], s["rows"], s["steps"],
+                               lora_settings(method, s), lr=2e-4)
+    return {"tok_s": result["tok_s"], "peak_mb": round(peak.peak, 1)}
+
+
+RUNNERS = {"ours": run_ours, "baseline": run_baseline, "strong": run_strong}
+
+
 def layer_speed(reps: int = 5) -> dict:
     """ms per forward+backward (input grad) of one frozen 576->1536 layer on 512 tokens, best of two rounds:
-    bf16 dense, adaptlab's NF4 QuantLinear, and bitsandbytes' Linear4bit (bf16 and fp32 compute)."""
+    dense in the native dtype, adaptlab's NF4 QuantLinear, and bitsandbytes' Linear4bit (native and fp32 compute)."""
     import bitsandbytes as bnb
 
     from adaptlab.quant.layers import QuantLinear
     from adaptlab.quant.nf4 import quantize_nf4
 
+    native = auto_dtype()
     torch.manual_seed(0)
     w = torch.randn(1536, 576) * 0.02
-    x = torch.randn(512, 576, dtype=torch.bfloat16, requires_grad=True)
+    x = torch.randn(512, 576, dtype=native, requires_grad=True)
 
     def linear4bit(dtype):
         layer = bnb.nn.Linear4bit(576, 1536, bias=False, compute_dtype=dtype, quant_type="nf4", compress_statistics=True)
         layer.weight = bnb.nn.Params4bit(w.clone(), requires_grad=False, quant_type="nf4", compress_statistics=True)
         return layer.to("cpu"), dtype
 
-    dense = torch.nn.Linear(576, 1536, bias=False).to(torch.bfloat16).requires_grad_(False)
-    layers = {"bf16_dense": (dense, torch.bfloat16), "adaptlab_nf4": (QuantLinear(quantize_nf4(w)), torch.bfloat16),
-              "bnb_linear4bit_bf16": linear4bit(torch.bfloat16), "bnb_linear4bit_fp32": linear4bit(torch.float32)}
+    dense = torch.nn.Linear(576, 1536, bias=False).to(native).requires_grad_(False)
+    name = str(native).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
+    layers = {f"{name}_dense": (dense, native), "adaptlab_nf4": (QuantLinear(quantize_nf4(w), dtype=native), native),
+              f"bnb_linear4bit_{name}": linear4bit(native), "bnb_linear4bit_fp32": linear4bit(torch.float32)}
     best: dict[str, float] = {}
     for _ in range(2):
         for name, (layer, dtype) in layers.items():
@@ -189,7 +212,7 @@ def main() -> None:
     if args.worker:
         kind, method = args.worker
         s = json.loads(args.settings)
-        result = run_ours(method, s) if kind == "ours" else run_baseline(method, s)
+        result = RUNNERS[kind](method, s)
         result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -199,7 +222,7 @@ def main() -> None:
     s["tiny"] = args.quick
     if args.steps:
         s["steps"] = args.steps
-    measure = (lambda kind, m: (run_ours if kind == "ours" else run_baseline)(m, s)) if args.quick else \
+    measure = (lambda kind, m: RUNNERS[kind](m, s)) if args.quick else \
         (lambda kind, m: in_subprocess(kind, m, s))
     results = {}
     for method in args.methods.split(","):
@@ -210,6 +233,12 @@ def main() -> None:
         if base and "error" in base:
             row["baseline_error"] = base["error"]
         row["ratio"] = row["tok_s"] / row["baseline_tok_s"] if row.get("tok_s") and row["baseline_tok_s"] else None
+        if method in STRONG:
+            strong = measure("strong", method)
+            row["strong_baseline_tok_s"], row["strong_baseline_peak_mb"] = strong.get("tok_s"), strong.get("peak_mb")
+            row["strong_ratio"] = row["tok_s"] / strong["tok_s"] if row.get("tok_s") and strong.get("tok_s") else None
+            if "error" in strong:
+                row["strong_baseline_error"] = strong["error"]
         results[method] = row
         print(f"# {method}: {json.dumps(row)}", file=sys.stderr, flush=True)
     lora_loss = results.get("lora", {}).get("eval_loss")
@@ -223,6 +252,7 @@ def main() -> None:
                         "timed_steps": s["steps"], "seq_len": s["seq_len"], "packed_rows": s["rows"],
                         "baseline_examples_per_step": s["per_step"],
                         "torch_threads": torch.get_num_threads(), "device": "cuda" if torch.cuda.is_available() else "cpu",
+                        "cpu_kind": cpu_kind(), "dtype": str(auto_dtype()).removeprefix("torch."),
                         "seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(results))
 
