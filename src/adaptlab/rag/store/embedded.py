@@ -68,7 +68,12 @@ class EmbeddedStore:
         self._dirty = False
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1     # the generation the cached index reflects
-        self._lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            self.db.close()
+            raise StoreError(f"cannot open the store's lock file {lock} ({e.strerror}); the folder must be writable") from None
         self._lock_depth = 0
 
     # --- metadata -------------------------------------------------------------------------------
