@@ -12,7 +12,7 @@ ROUTES = ["zero-shot", "few-shot-3", "full", "lora", "qlora", "dora"]
 def _run() -> tuple[dict, list[dict]]:
     recipe = {"model": "smollm2-135m", "share": "time", "task": {"name": "sentiment", "data": "financial-phrasebank"},
               "routes": [{"name": n} for n in ROUTES]}
-    plan = {"steps": {"full": 10, "lora": 30, "qlora": 25},
+    plan = {"steps": {"full": 10, "lora": 30, "qlora": 25}, "training_s": 120.0,
             "speeds": {n: {"step_s": 1.0, "tokens_per_step": 900} for n in ("full", "lora", "qlora")}}
     records = [
         _record("zero-shot", None, 40.0, kind="prompt", forgetting={"mmlu_acc": 30.0, "text_ce": 2.0}),

@@ -119,3 +119,15 @@ def test_claims_and_recommendation_follow_the_numbers():
 def test_recipe_rejects_repeated_routes():
     with pytest.raises(ValueError, match="repeated: lora"):
         CompareConfig(routes=[{"name": "lora", "method": {"name": "lora"}}, {"name": "lora"}])
+
+
+def test_report_says_when_the_budget_left_no_training_time():
+    from adaptlab.compare.report import blocks, to_markdown
+
+    run = {"recipe": {"model": "m", "share": "time", "task": {"name": "t", "data": "d"}, "routes": [{"name": "lora"}]},
+           "budget_s": 60, "n_train": 10, "n_test": 10, "plan": {"training_s": 0.0, "steps": {"lora": 1},
+                                                                 "speeds": {"lora": {"step_s": 1.0, "tokens_per_step": 10}}}}
+    md = to_markdown(blocks(run, [_record("lora", "lora", 50.0, n=10)], []))
+    assert "budget was spent before training could start" in md and "| lora | 1 |" in md
+    run["plan"]["training_s"] = 30.0
+    assert "budget was spent" not in to_markdown(blocks(run, [_record("lora", "lora", 50.0, n=10)], []))

@@ -60,7 +60,8 @@ def metric_vs_memory(summaries: list[Summary], metric: str) -> bytes:
 def _front(ax, summaries: list[Summary], cost) -> None:
     points = {s.route: (cost(s), s.score) for s in summaries}
     front = pareto_front(points)
-    ax.plot([points[n][0] for n in front], [points[n][1] for n in front], "-", color="tab:red", label="Pareto front")
+    ax.plot([points[n][0] for n in front], [points[n][1] for n in front], "-s", color="tab:red", markersize=11,
+            markerfacecolor="none", label="Pareto front")
     ax.legend(loc="lower right", fontsize=8)
 
 

@@ -77,7 +77,16 @@ def _setup(run: dict, records: list[dict]) -> str:
             + ("the same wall-clock share" if recipe["share"] == "time" else "the same number of training tokens")
             + f". Hardware: {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores"
             + (f", {hw['gpu']}" if hw.get("gpu") else "") + ". Every cell ran in its own process, so its peak "
-            "memory is its own; scores are on the same test items through the same evaluation path.")
+            "memory is its own; scores are on the same test items through the same evaluation path." + _starved(run))
+
+
+def _starved(run: dict) -> str:
+    plan = run.get("plan")
+    if not plan or plan["training_s"] > 0:
+        return ""
+    return (" **The budget was spent before training could start** (loading, evaluation, measurement and the "
+            "warm-up took it all), so every training route ran the minimum of one step: give a larger budget, "
+            "fewer routes or fewer test items.")
 
 
 def _budget_table(run: dict, summaries: dict[str, Summary]) -> Block:

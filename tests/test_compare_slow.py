@@ -1,0 +1,40 @@
+"""The README's main command on the builtin model: `adaptlab compare examples/compare-sentiment.yaml
+--budget quick` fills or explains every route's row within the budget plus 10%, and a trained cell's
+score is what `adaptlab eval` gives on the same artifact."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from adaptlab.cli import app
+
+RECIPE = Path(__file__).parent.parent / "examples" / "compare-sentiment.yaml"
+
+
+@pytest.mark.slow
+def test_quick_budget_fills_every_row_in_time_and_matches_eval(tmp_path):
+    start = time.perf_counter()
+    r = CliRunner().invoke(app, ["compare", str(RECIPE), "--budget", "quick", "-o", str(tmp_path)])
+    wall = time.perf_counter() - start
+    assert r.exit_code == 0, r.output
+    assert wall <= 1.1 * 300, f"took {wall:.0f} s for a 300 s budget"
+    routes = [route["name"] for route in yaml.safe_load(RECIPE.read_text())["routes"]]
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "cells").glob("*/record.json")}
+    for route in routes:
+        rec = records[f"{route}-s0"]
+        assert rec["status"] == "ok" or rec.get("reason") or rec.get("error"), route
+    md = (tmp_path / "report.md").read_text()
+    assert all(f"| {route} |" in md for route in routes)
+
+    lora = records["lora-s0"]
+    out = tmp_path / "eval.json"
+    run = json.loads((tmp_path / "run.json").read_text())
+    r = CliRunner().invoke(app, ["eval", "--adapter", lora["artifact"], "--tasks", run["test_task"], "--chat-template",
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    score = next(iter(json.loads(out.read_text())["results"].values()))["score"]
+    assert score == pytest.approx(lora["test"]["score"], abs=1e-6)
