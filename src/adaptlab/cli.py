@@ -30,8 +30,9 @@ def _mount() -> None:
     from adaptlab.commands import eval; eval.register(app)
     from adaptlab.commands import rag; rag.register(app)
     from adaptlab.commands import serve; serve.register(app)
+    from adaptlab.commands import export; export.register(app)
+    from adaptlab.commands import chat; chat.register(app)
     from adaptlab.commands import feedback; feedback.register(app)
-    from adaptlab.commands import compare; compare.register(app)
     from adaptlab.commands import compare; compare.register(app)
 
 

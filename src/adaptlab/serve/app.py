@@ -52,6 +52,7 @@ def create_app(engine: Engine, limits: Limits = Limits(), api_key: str | None = 
         await asyncio.to_thread(engine.stop)
 
     app = FastAPI(title="adaptlab serve", lifespan=lifespan)
+    app.state.engine = engine
     _errors(app, metrics)
     if api_key:
         _auth(app, api_key)

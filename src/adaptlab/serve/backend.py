@@ -14,6 +14,7 @@ from pathlib import Path
 
 from peft import PeftType
 
+from adaptlab.methods.artifact import resolve_artifact
 from adaptlab.methods.multi import BASE, AdapterSet
 from adaptlab.models import load_model
 
@@ -71,14 +72,14 @@ class Backend:
 
 def load_backend(model: str, adapters: dict[str, str | Path], dtype: str = "auto", device: str = "auto",
                  name: str | None = None) -> Backend:
-    """Load the base once and register each adapter (name -> peft adapter folder) on it."""
+    """Load the base once and register each adapter (name -> peft adapter folder or run folder) on it."""
     loaded = load_model(model, dtype=dtype, device=device)
     adapter_set = AdapterSet(loaded.model)
     for adapter, path in adapters.items():
         if ":" in adapter or not adapter:
             raise ValueError(f"adapter name {adapter!r}: use a non-empty name without ':'")
         try:
-            adapter_set.load(adapter, path)
+            adapter_set.load(adapter, resolve_artifact(path))
         except ValueError as e:
             raise ValueError(f"adapter {adapter!r} at {path}: {e}") from e
     served = adapter_set.model if adapter_set.model is not None else loaded.model

@@ -32,8 +32,8 @@ def api_key_for(host: str, api_key: str | None) -> str | None:
 
 
 def build_server(backend: Backend, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                 limits: Limits = Limits(), max_batch: int = 16, max_queue: int = 64) -> uvicorn.Server:
+                 limits: Limits | None = None, max_batch: int = 16, max_queue: int = 64) -> uvicorn.Server:
     """A uvicorn server for `backend`; `server.run()` blocks, and SIGTERM drains in-flight requests first."""
     key = api_key_for(host, api_key)
-    app = create_app(Engine(backend, max_batch=max_batch, max_queue=max_queue), limits, key)
+    app = create_app(Engine(backend, max_batch=max_batch, max_queue=max_queue), limits or Limits(), key)
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
