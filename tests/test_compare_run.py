@@ -55,6 +55,16 @@ def test_compare_runs_every_cell_and_writes_the_report(recipe):
     assert all((run / f).stat().st_size > 1000 for f in ("report.html", "pareto.png", "metric_vs_params.png"))
 
 
+def test_a_cell_score_is_what_adaptlab_eval_gives_on_its_artifact(recipe, tmp_path):
+    _, run = recipe
+    lora, out = _records(run)["lora-s0"], tmp_path / "eval.json"
+    test_task = json.loads((run / "run.json").read_text())["test_task"]
+    r = CliRunner().invoke(app, ["eval", "--adapter", lora["artifact"], "--tasks", test_task, "--chat-template",
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert next(iter(json.loads(out.read_text())["results"].values()))["score"] == pytest.approx(lora["test"]["score"])
+
+
 def test_rerun_uses_the_cache_and_only_reruns_the_named_route(recipe):
     path, run = recipe
     before = {k: v["config_hash"] for k, v in _records(run).items() if v["status"] == "ok"}
