@@ -3,6 +3,7 @@ checkpointing leave the loss unchanged, and a long run says at start how long it
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -85,3 +86,25 @@ def test_a_long_run_logs_its_estimated_time(tmp_path, tiny_dir, monkeypatch, cap
         Trainer(cfg).run()
     etas = [r.getMessage() for r in caplog.records if "steps left" in r.getMessage()]
     assert len(etas) == 1 and "for the 2 steps left" in etas[0]
+
+
+def test_mixed_precision_skips_the_adapter_round_trip_and_keeps_the_loss(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = tiny
+    peft_model = get_peft_model(copy.deepcopy(model).to(torch.bfloat16), LoraConfig(r=4, target_modules=["q_proj"]))
+    peft_model.base_model.model.model.layers[0].self_attn.q_proj.lora_B.default.weight.data.normal_()
+    ids = torch.randint(0, 1000, (1, 24))
+    results = []
+    for context in (torch.autocast("cpu", dtype=torch.bfloat16), speed.mixed_precision(peft_model, "cpu", torch.bfloat16)):
+        peft_model.zero_grad()
+        with context:
+            flags = {m.cast_input_dtype_enabled for m in peft_model.modules() if hasattr(m, "cast_input_dtype_enabled")}
+            loss = peft_model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grad = next(p.grad for n, p in peft_model.named_parameters() if "lora_A" in n)
+        results.append((flags, loss.detach().float(), grad.clone()))
+    assert results[0][0] == {True} and results[1][0] == {False}
+    torch.testing.assert_close(results[1][1], results[0][1])
+    torch.testing.assert_close(results[1][2], results[0][2])
+    assert all(m.cast_input_dtype_enabled for m in peft_model.modules() if hasattr(m, "cast_input_dtype_enabled"))

@@ -33,7 +33,7 @@ from adaptlab.train.loggers import open_loggers
 from adaptlab.train.manifest import write_manifest
 from adaptlab.train.rundir import claim_output_dir
 from adaptlab.train.objectives import get_objective
-from adaptlab.train.speed import apply_speed_settings, eta_message
+from adaptlab.train.speed import apply_speed_settings, eta_message, mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,7 @@ class Trainer:
         return self.unit(batch) if self.unit is not None else self.objective.loss(self.model, batch)
 
     def autocast(self):
-        enabled = self.compute_dtype != torch.float32
-        return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=enabled)
+        return mixed_precision(self.model, self.device.type, self.compute_dtype)
 
     def train_step(self, step: int) -> tuple[float, int, float | None]:
         """One optimizer step; returns (mean loss over the whole step, tokens, grad norm)."""

@@ -1,5 +1,8 @@
 """Speed and memory switches of a training run, and the run-time estimate shown at its start.
 
+- mixed precision: autocast to the compute dtype; adapters keep fp32 weights, and peft's cast of every
+  adapter input to the adapter's dtype is switched off inside autocast, which casts what each matmul needs
+  anyway: a copy of the activations to fp32 and back per adapted layer (forward and backward) is saved.
 - `compile`: each decoder layer runs through `torch.compile` (inductor; on CPU it generates C++ and needs
   a C++ compiler, gcc or clang). All layers share one code object, so one graph is compiled and reused;
   packed rows keep shapes fixed, so it compiles once per shape (the first step pays the compile time).
@@ -12,8 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -25,6 +30,21 @@ log = logging.getLogger(__name__)
 # where `compile: auto` turns compiled decoder layers on: device kinds (`cpu_kind()` values or "cuda")
 # on which benchmarks/train_throughput.py --compile measured them faster than eager
 COMPILE_FASTER: frozenset[str] = frozenset({"cuda"})
+
+
+@contextlib.contextmanager
+def mixed_precision(model: nn.Module, device_type: str, dtype: torch.dtype) -> Iterator[None]:
+    """Autocast to `dtype` (off for fp32), without peft's fp32 round trip of adapter inputs."""
+    enabled = dtype != torch.float32
+    casting = [m for m in model.modules() if getattr(m, "cast_input_dtype_enabled", False)] if enabled else []
+    for m in casting:
+        m.cast_input_dtype_enabled = False
+    try:
+        with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+            yield
+    finally:
+        for m in casting:
+            m.cast_input_dtype_enabled = True
 
 
 def device_kind(device: torch.device) -> str:
