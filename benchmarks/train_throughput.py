@@ -22,7 +22,8 @@ with compiled decoder layers (recipe `compile: true`: tok/s, first-step seconds 
 difference to eager); --checkpointing also times ours with `activation_checkpointing: true` (its speed cost
 and peak RSS).
 
-    python benchmarks/train_throughput.py [--quick] [--methods lora,full] [--profile] [--compile] [--checkpointing]
+    python benchmarks/train_throughput.py [--quick] [--methods lora,full] [--steps 8] [--profile] [--compile]
+                                          [--checkpointing]
     last line: {"lora": {"ours_tok_s", "strong_baseline_tok_s", "strong_ratio", "strong_baseline_peak_mb",
                          "baseline_tok_s", "ratio", "ours_peak_mb", "baseline_peak_mb", "mfu", ...}, "full": {...}}
 """
@@ -154,10 +155,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print our top operators (torch.profiler) to stderr")
     parser.add_argument("--compile", action="store_true", help="also time ours with compiled decoder layers")
     parser.add_argument("--checkpointing", action="store_true", help="also time ours with activation checkpointing")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per side (default 8; --quick: 1)")
     args = parser.parse_args()
     start = time.perf_counter()
     methods = (args.methods or ("lora" if args.quick else "lora,full")).split(",")
-    steps = 1 if args.quick else 8
+    steps = args.steps or (1 if args.quick else 8)
     per_step, rows = (2, 1) if args.quick else (EXAMPLES_PER_STEP, 3)
     n_examples = per_step * (steps + 1)
     dtype = auto_dtype()
