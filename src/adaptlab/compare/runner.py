@@ -252,7 +252,10 @@ def load_records(dirs: list[Path]) -> tuple[dict, list[dict]]:
         run_file = Path(d) / "run.json"
         if not run_file.exists():
             raise FileNotFoundError(f"{d} is not a compare run folder (no run.json)")
-        runs.append(json.loads(run_file.read_text(encoding="utf-8")))
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+        if "plan" not in run and (Path(d) / "plan.json").exists():     # a run still going or interrupted
+            run["plan"] = json.loads((Path(d) / "plan.json").read_text(encoding="utf-8"))
+        runs.append(run)
         for path in sorted((Path(d) / "cells").glob("*/record.json")):
             records.append({**json.loads(path.read_text(encoding="utf-8")), "source": str(d)})
     return runs[0], records
