@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from adaptlab.rag.answer import EXEMPLARS, Answer, answer_many, citations, messages, prompt, render
+from adaptlab.rag.answer import EXEMPLARS, Answer, answer_extractive, answer_many, citations, messages, prompt, render, sentences
 from adaptlab.rag.chunk import Chunk
 from adaptlab.rag.config import RagConfig
 from adaptlab.rag.evaluate import evaluate, index_squad, plot, recall_at_k, squad_paragraphs, squad_questions
@@ -84,7 +84,9 @@ def test_squad_eval_on_a_slice(store, hash_embedder, tiny, tmp_path):
     for by_k in result.recall.values():
         assert 0 <= by_k[1] <= by_k[2] <= by_k[5] <= 1
     assert result.recall["bm25"][5] > 0.5  # BM25 on the question's own paragraph, among 30
-    assert set(result.scores) == {"closed_book", "rag"} and len(result.rows) == 6
+    assert set(result.scores) == {"closed_book", "rag", "extractive"} and len(result.rows) == 6
+    for row in result.rows:   # the extractive answer is a sentence of a retrieved source
+        assert not row["extractive"] or any(row["extractive"] in text for s, text in paragraphs if s in row["retrieved"])
     png = plot(result, tmp_path / "plot.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -153,5 +155,40 @@ def test_cli_eval_writes_table_json_and_plot(cli, tmp_path, monkeypatch):
     res = cli("rag", "eval", "--limit", "4", "--store", str(tmp_path / "sq.db"), "--out", str(tmp_path / "out"))
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert data["n_questions"] == 4 and set(data["scores"]) == {"closed_book", "rag"}
+    assert data["n_questions"] == 4 and set(data["scores"]) == {"closed_book", "rag", "extractive"}
     assert (tmp_path / "out" / "rag-eval.png").exists() and "closed_book" in res.text and "hybrid" in res.text
+
+
+# --- extractive answering: the source sentence the question makes most likely ---
+
+def test_sentences_drop_headings_and_keep_source_numbers():
+    hits = [hit("a.md", "# Title\n\n## Holidays\n\nEvery employee has 27 days. Requests go to the manager."),
+            hit("b.txt", "Founded in 1987 by Jonas. Short.")]
+    assert sentences(hits) == [(1, "Every employee has 27 days."), (1, "Requests go to the manager."),
+                               (2, "Founded in 1987 by Jonas.")]
+
+
+def test_pmi_best_averages_both_directions_of_pointwise_mutual_information(tiny):
+    from adaptlab.eval.kinds import pmi_best
+    from adaptlab.models.generation import loglikelihoods
+
+    model, tok = tiny
+    q, cands = "how many days?", ["the grove has six trees", "paid holiday is 27 days", "x"]
+    [(best, pmi)] = pmi_best(model, tok, [q], [cands])
+
+    def ll(context: str, text: str) -> float:
+        return loglikelihoods(model, tok, [(context, f" {text}")])[0][0]
+
+    want = [(ll(f"Question: {q}\nAnswer:", c) - ll("Answer:", c) + ll(f"Text: {c}\nQuestion:", q) - ll("Question:", q)) / 2
+            for c in cands]
+    assert pmi == pytest.approx(want, abs=1e-4)
+    assert best == max(range(3), key=want.__getitem__)
+    assert pmi_best(model, tok, ["q"], [[]]) == [(None, [])]
+
+
+def test_extractive_answer_cites_the_sentence_it_returns(tiny):
+    model, tok = tiny
+    hits = [hit("a.md", "Etna is a volcano in Sicily. It erupts often."), hit("b.md", "The Danube ends in the Black Sea.")]
+    [ans] = answer_extractive(model, tok, ["Where is Etna?"], [hits])
+    n, text = next((n, s) for n, s in sentences(hits) if ans.text == f"{s} [{n}]")
+    assert ans.cited == [n] and ans.hits == hits and text in hits[n - 1].chunk.text

@@ -85,7 +85,10 @@ def ask_cmd(question: str = typer.Argument(...),
             store: str = typer.Option(None, "--store", help=STORE_HELP + " [default: adaptlab-rag.db]"),
             k: int = typer.Option(None, "--k", help="chunks retrieved (hybrid: dense + BM25, RRF) [default: 4]"),
             model: str = typer.Option(None, "--model", help=f"builtin name, hub id or local model folder "
-                                                            f"[default: {DEFAULT_MODEL}]")) -> None:
+                                                            f"[default: {DEFAULT_MODEL}]"),
+            reader: str = typer.Option("extractive", "--reader", help="extractive: the source sentence the question "
+                                       "makes most likely (right for small models); generative: the model writes "
+                                       "the answer")) -> None:
     """Answer a question from the indexed documents, citing them as \\[n]."""
     from adaptlab.models import load_model
     from adaptlab.rag.answer import ask
@@ -101,7 +104,7 @@ def ask_cmd(question: str = typer.Argument(...),
                 raise StoreError(f"{redact(cfg.store)} is empty: index documents first "
                                  f"(adaptlab rag index DIR --store {redact(cfg.store)})")
             lm = load_model(cfg.model)
-            result = ask(question, s, Embedder(s.info.embedder), lm.model, lm.tokenizer, cfg.k)
+            result = ask(question, s, Embedder(s.info.embedder), lm.model, lm.tokenizer, cfg.k, reader)
         finally:
             s.close()
     console.print(escape(result.text) if result.text else "[dim](the model gave no answer)[/dim]", highlight=False)
@@ -150,7 +153,7 @@ def eval_cmd(limit: int = typer.Option(100, help="questions, a seeded random sam
             questions = squad_questions(limit, seed)
             lm = load_model(model)
             with _progress() as bar:
-                task = bar.add_task("answering (closed-book, then RAG)", total=2 * len(questions))
+                task = bar.add_task("answering (closed-book, RAG, extractive)", total=3 * len(questions))
                 result = evaluate(s, emb, lm.model, lm.tokenizer, questions, k, batch_size=batch_size,
                                   progress=lambda n: bar.advance(task, n))
         finally:

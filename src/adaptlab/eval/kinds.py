@@ -157,11 +157,60 @@ def run_code(model, tokenizer, task: Task, samples: list[Sample], protocol: Prot
     return out
 
 
+ANSWER_PROMPT = "Question: {query}\nAnswer:"     # p(candidate | query)
+QUERY_PROMPT = "Text: {candidate}\nQuestion:"   # p(query | candidate)
+
+
+def pmi_best(model, tokenizer, queries: list[str], candidates: list[list[str]], batch_size: int = 16,
+             progress: generation.Progress | None = None) -> list[tuple[int | None, list[float]]]:
+    """Per query, the candidate with the highest pointwise mutual information with it, estimated both ways
+    and averaged (domain-conditional PMI, Holtzman et al. 2021, "Surface Form Competition"; the reverse
+    direction is the noisy-channel score of Min et al. 2022):
+
+        PMI(c; q) = 1/2 [ log p(c | "Question: q Answer:") - log p(c | "Answer:")
+                        + log p(q | "Text: c Question:")   - log p(q | "Question:") ]
+
+    By Bayes both brackets estimate log p(c, q) / (p(c) p(q)); a candidate wins by how much it and the
+    query predict each other, not by being short or fluent. Returns (best index, each candidate's PMI);
+    (None, []) for a query without candidates."""
+    requests = []
+    for q, cs in zip(queries, candidates):
+        requests.append(("Question:", f" {q}"))
+        for c in cs:
+            requests += [(ANSWER_PROMPT.format(query=q), f" {c}"), ("Answer:", f" {c}"),
+                         (QUERY_PROMPT.format(candidate=c), f" {q}")]
+    lls = [ll for ll, _ in generation.loglikelihoods(model, tokenizer, requests, batch_size=batch_size,
+                                                     progress=_per_item(progress, [1 + 3 * len(cs) for cs in candidates]))]
+    out, k = [], 0
+    for cs in candidates:
+        q_base, k = lls[k], k + 1
+        pmi = [(lls[k + 3 * j] - lls[k + 3 * j + 1] + lls[k + 3 * j + 2] - q_base) / 2 for j in range(len(cs))]
+        k += 3 * len(cs)
+        out.append((max(range(len(pmi)), key=pmi.__getitem__) if pmi else None, pmi))
+    return out
+
+
+def run_extract(model, tokenizer, task: Task, samples: list[Sample], protocol: Protocol,
+                progress: generation.Progress | None = None, batch_size: int = 16) -> list[Scored]:
+    """Extractive answering: the sample's candidate spans (`choices`, e.g. sentences of retrieved
+    sources) ranked by PMI with its query (`context`, e.g. the question; `pmi_best`); the best one is
+    scored like a generated answer by the task's metric and its `also` metrics."""
+    ranked = pmi_best(model, tokenizer, [s.context for s in samples], [s.choices for s in samples],
+                      batch_size, progress)
+    out = []
+    for s, (best, pmi) in zip(samples, ranked):
+        answer = s.choices[best] if best is not None else ""
+        scores = {m: METRICS[m](answer, s.target) for m in (task.metric, *task.also)}
+        out.append(Scored(s, scores, output=answer, answer=answer, extra={"pmi": pmi, "choice": best}))
+    return out
+
+
 KINDS: dict[str, Callable[..., list[Scored]]] = {
     "multiple_choice": run_choices,
     "classify": run_choices,        # a fixed label set scored like choices
     "generate": run_generate,
     "code": run_code,
+    "extract": run_extract,         # the best of the sample's candidate spans, scored like a generated answer
 }
 
 

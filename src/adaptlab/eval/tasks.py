@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-Kind = Literal["multiple_choice", "generate", "code", "classify"]
+Kind = Literal["multiple_choice", "generate", "code", "classify", "extract"]
 
 
 @dataclass(frozen=True)

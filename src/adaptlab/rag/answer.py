@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from adaptlab.eval.kinds import pmi_best
 from adaptlab.eval.runner import ContextBuilder
 from adaptlab.eval.tasks import Sample
 from adaptlab.models.generation import generate
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.store import Hit, Store, StoreError
+from adaptlab.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,38 @@ def answer_many(model, tokenizer, questions: list[str], hits: list[list[Hit]], s
             for q, t, h in zip(questions, texts, hits)]
 
 
-def ask(question: str, store: Store, embedder: Embedder, model, tokenizer, k: int = 4) -> Answer:
-    """Retrieve k chunks for `question` and answer it with [n] citations."""
-    return answer_many(model, tokenizer, [question], retrieve(store, embedder, [question], k), "cite")[0]
+def sentences(hits: list[Hit]) -> list[tuple[int, str]]:
+    """Every sentence of the hits (markdown headings dropped) with its hit's 1-based source number."""
+    out = []
+    for n, h in enumerate(hits, start=1):
+        text = " ".join(re.sub(r"^\s*#+ .*$", "", h.chunk.text, flags=re.MULTILINE).split())
+        out += [(n, s) for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", text) if len(s.split()) >= 3]
+    return out
+
+
+def answer_extractive(model, tokenizer, questions: list[str], hits: list[list[Hit]], batch_size: int = 16,
+                      progress=None) -> list[Answer]:
+    """Answer each question with the sentence of its sources that has the highest mutual information
+    with it (`eval.kinds.pmi_best`), cited as [n]. Never says more than the sources do, which suits a
+    small model that paraphrases wrongly when it generates."""
+    cands = [sentences(h) for h in hits]
+    ranked = pmi_best(model, tokenizer, questions, [[s for _, s in c] for c in cands], batch_size, progress)
+    out = []
+    for q, h, c, (best, _) in zip(questions, hits, cands, ranked):
+        n, text = c[best] if best is not None else (0, "")
+        out.append(Answer(q, f"{text} [{n}]" if n else "", h, [n] if n else []))
+    return out
+
+
+READERS = {
+    "extractive": answer_extractive,
+    "generative": lambda model, tokenizer, questions, hits: answer_many(model, tokenizer, questions, hits, "cite"),
+}
+
+
+def ask(question: str, store: Store, embedder: Embedder, model, tokenizer, k: int = 4,
+        reader: str = "extractive") -> Answer:
+    """Retrieve k chunks for `question` and answer it with [n] citations: the best source sentence
+    (`extractive`) or a generated answer (`generative`)."""
+    read = lookup(READERS, reader, "reader")
+    return read(model, tokenizer, [question], retrieve(store, embedder, [question], k))[0]

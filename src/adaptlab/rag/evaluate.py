@@ -2,8 +2,10 @@
 
 Retrieval is scored by recall@k: the share of questions whose gold paragraph is among the top k
 chunks (for BM25 alone, dense alone and their RRF fusion). Answers are scored with SQuAD's exact
-match and token F1 (Rajpurkar et al. 2016), closed-book (no sources) and with the top-k sources, plus
-"contains answer" (a gold answer occurs in the prediction), which credits right answers in long phrasing.
+match and token F1 (Rajpurkar et al. 2016), closed-book (no sources), generated from the top-k sources,
+and extractive (the sentence of those sources the question makes most likely), plus "contains answer"
+(a gold answer occurs in the prediction), which credits right answers in long phrasing. Every route is
+one eval task (`squad_task`) scored by `eval.runner.evaluate_task`; routes differ only in the context.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from adaptlab.data.builtin import read_rows
 from adaptlab.eval.runner import evaluate_task
 from adaptlab.eval.tasks import Protocol, Sample, Task
 from adaptlab.models.registry import cache_dir
-from adaptlab.rag.answer import STYLES, sources_context
+from adaptlab.rag.answer import STYLES, sentences, sources_context
 from adaptlab.rag.embed import Embedder
 from adaptlab.rag.index import IndexReport, Progress, sync, text_documents
 from adaptlab.rag.store import Hit, Store
@@ -40,7 +42,7 @@ class QAResult:
     n_questions: int
     k: int
     recall: dict[str, dict[int, float]]          # mode -> k -> recall@k
-    scores: dict[str, dict[str, float]]          # closed_book | rag -> {exact_match, f1, contains_answer}
+    scores: dict[str, dict[str, float]]          # closed_book | rag | extractive -> {exact_match, f1, contains_answer}
     rows: list[dict] = field(default_factory=list)
 
 
@@ -98,33 +100,41 @@ def retrieval(store: Store, embedder: Embedder, questions: Sequence[Question], k
 QA_METRICS = {"exact_match": "exact_match", "f1": "f1", "contains_answer": "alias_match"}  # shown -> eval metric
 
 
-def squad_task(questions: Sequence[Question]) -> Task:
-    """The questions as one eval task: a short greedy answer (first line, extractor `short`) scored by
-    SQuAD exact match, token F1 and contains-answer; closed-book and RAG differ only in the context."""
-    samples = [Sample(q.id, q.question, list(q.answers), meta={"question": q.question}) for q in questions]
-    return Task("squad", "builtin:squad/dev (rajpurkar/squad v1.1)", "generate", "exact_match", 0, lambda _: samples,
-                license="CC BY-SA 4.0", stop=("\n",), max_new_tokens=STYLES["short"].max_new_tokens, extract="short",
+def squad_task(questions: Sequence[Question], candidates: dict[str, list[str]] | None = None) -> Task:
+    """The questions as one eval task scored by SQuAD exact match, token F1 and contains-answer.
+
+    Without `candidates`: a short greedy answer (first line, extractor `short`); closed-book and RAG
+    differ only in the context. With `candidates` (question id -> sentences of its sources): the
+    extractive reader, the sentence with the highest PMI with the question (kind `extract`)."""
+    samples = [Sample(q.id, q.question, list(q.answers), meta={"question": q.question},
+                      choices=candidates.get(q.id, []) if candidates is not None else []) for q in questions]
+    return Task("squad", "builtin:squad/dev (rajpurkar/squad v1.1)", "extract" if candidates is not None else "generate",
+                "exact_match", 0, lambda _: samples, license="CC BY-SA 4.0", stop=("\n",),
+                max_new_tokens=STYLES["short"].max_new_tokens, extract="short",
                 also=tuple(m for m in QA_METRICS.values() if m != "exact_match"))
 
 
 def evaluate(store: Store, embedder: Embedder, model, tokenizer, questions: Sequence[Question], k: int = 4,
              ks: Sequence[int] = (1, 5, 10), batch_size: int = 8,
              progress: Callable[[int], None] | None = None) -> QAResult:
-    """Retrieval recall@ks, then closed-book and RAG (top-k hybrid chunks) answers, on an indexed store,
-    both scored by the eval harness on the same task."""
+    """Retrieval recall@ks, then three routes on the same questions, scored by the eval harness:
+    closed-book and RAG (top-k hybrid chunks) generated answers, and the extractive reader over the
+    same chunks."""
     recall, hits = retrieval(store, embedder, questions, sorted(set(ks) | {k}))
+    top = {q.id: h[:k] for q, h in zip(questions, hits)}
     task = squad_task(questions)
-    routes = {"closed_book": sources_context(tokenizer, {}, "closed_book"),
-              "rag": sources_context(tokenizer, {q.id: h[:k] for q, h in zip(questions, hits)}, "short")}
-    results = {route: evaluate_task(model, tokenizer, task, Protocol(shots=0), build, batch_size=batch_size,
+    routes = {"closed_book": (task, sources_context(tokenizer, {}, "closed_book")),
+              "rag": (task, sources_context(tokenizer, top, "short")),
+              "extractive": (squad_task(questions, {i: [s for _, s in sentences(h)] for i, h in top.items()}), None)}
+    results = {route: evaluate_task(model, tokenizer, t, Protocol(shots=0), build, batch_size=batch_size,
                                     progress=(lambda name, total: progress) if progress else None)
-               for route, build in routes.items()}
+               for route, (t, build) in routes.items()}
     n = max(len(questions), 1)
     scores = {route: {name: sum(r.per_sample(m)) / n for name, m in QA_METRICS.items()} for route, r in results.items()}
-    closed_pred, rag_pred = ([s.answer for s in results[route].scored] for route in routes)
-    rows = [{"id": q.id, "question": q.question, "answers": q.answers, "closed_book": c, "rag": r,
-             "retrieved": [h.chunk.source for h in hs[:k]], "gold_retrieved": q.source in [h.chunk.source for h in hs[:k]]}
-            for q, c, r, hs in zip(questions, closed_pred, rag_pred, hits)]
+    preds = {route: [s.answer for s in r.scored] for route, r in results.items()}
+    rows = [{"id": q.id, "question": q.question, "answers": q.answers, **{route: p[i] for route, p in preds.items()},
+             "retrieved": [h.chunk.source for h in top[q.id]], "gold_retrieved": q.source in [h.chunk.source for h in top[q.id]]}
+            for i, q in enumerate(questions)]
     return QAResult(len(questions), k, recall, scores, rows)
 
 
@@ -137,9 +147,10 @@ def plot(result: QAResult, path: Path) -> Path:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     metrics = list(QA_METRICS)
+    width = 0.8 / len(result.scores)
     for i, (route, scores) in enumerate(result.scores.items()):
-        left.bar([m + i * 0.4 for m in range(len(metrics))], [100 * scores[m] for m in metrics], 0.4, label=route)
-    left.set_xticks([m + 0.2 for m in range(len(metrics))], ["exact match", "F1", "contains answer"])
+        left.bar([m + i * width for m in range(len(metrics))], [100 * scores[m] for m in metrics], width, label=route)
+    left.set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], ["exact match", "F1", "contains answer"])
     left.set_ylabel("%")
     left.set_title(f"SQuAD v1.1 dev, {result.n_questions} questions (RAG k={result.k})")
     left.legend()
