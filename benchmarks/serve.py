@@ -151,6 +151,7 @@ def main() -> None:
               "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               "base_tok_s": round(base["tok_s"], 1), "mixed_vs_base": round(mixed["tok_s"] / base["tok_s"], 2),
               "base_p95_ttft_ms": round(base["p95_ttft_ms"]), "p50_ttft_ms": round(mixed["p50_ttft_ms"]),
+              "p50_latency_ms": round(mixed["p50_latency_ms"]),
               "max_tokens": args.max_tokens, "dtype": dtype,
               "torch_threads": torch.get_num_threads()}
     print(json.dumps(result))

@@ -16,8 +16,15 @@ from pathlib import Path
 from torch import nn
 
 from adaptlab.methods.artifact import load_artifact, read_artifact_meta, resolve_artifact
-from adaptlab.methods.fidelity import (DEFAULT_THRESHOLD, SAMPLE_PROMPTS, Drift, check_drift, logit_drift, merge_artifact,
-                                       prompt_logits)
+from adaptlab.methods.fidelity import (
+    DEFAULT_THRESHOLD,
+    SAMPLE_PROMPTS,
+    Drift,
+    check_drift,
+    logit_drift,
+    merge_artifact,
+    prompt_logits,
+)
 from adaptlab.registry import lookup
 
 # largest max |logit drift| accepted when a GGUF file is read back (fp32 source vs dequantized file)
