@@ -192,3 +192,28 @@ def test_extractive_answer_cites_the_sentence_it_returns(tiny):
     [ans] = answer_extractive(model, tok, ["Where is Etna?"], [hits])
     n, text = next((n, s) for n, s in sentences(hits) if ans.text == f"{s} [{n}]")
     assert ans.cited == [n] and ans.hits == hits and text in hits[n - 1].chunk.text
+
+
+@pytest.mark.slow
+def test_readme_example_answers_right_with_the_builtin_model(tmp_path):
+    """The README's `rag index examples/docs` + `rag ask` with the builtin model and embedder."""
+    from pathlib import Path
+
+    from adaptlab.models import load_model
+    from adaptlab.rag.answer import ask
+    from adaptlab.rag.config import RagConfig
+    from adaptlab.rag.embed import Embedder
+    from adaptlab.rag.index import folder_documents, sync
+    from adaptlab.rag.store import open_store
+
+    cfg = RagConfig()
+    docs, _, scope = folder_documents(Path(__file__).parent.parent / "examples" / "docs")
+    store, emb = open_store(str(tmp_path / "docs.db")), Embedder(cfg.embedder)
+    try:
+        sync(store, emb, docs, scope, cfg.chunk_size, cfg.overlap)
+        lm = load_model(cfg.model)
+        ans = ask("How many days of paid holiday do employees get?", store, emb, lm.model, lm.tokenizer, cfg.k)
+    finally:
+        store.close()
+    assert ans.text.startswith("Every full-time employee has 27 days of paid holiday per year")
+    assert len(ans.cited) == 1 and ans.hits[ans.cited[0] - 1].chunk.source.endswith("handbook.md")
