@@ -20,7 +20,7 @@ header{display:flex;justify-content:space-between;align-items:baseline}
 .choices button.on{background:#2d6cdf;color:#fff;border-color:#2d6cdf}
 #submit{font-size:15px;padding:.5em 1.4em}
 .status{color:#666;margin-left:1em}
-textarea{width:100%;height:3.5em}
+textarea{width:100%;height:3.5em;font:inherit;box-sizing:border-box}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em;font-size:12px}
 """
 
