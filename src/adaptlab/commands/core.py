@@ -10,13 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from adaptlab.commands.errors import fail
+
 console = Console()
 data_app = typer.Typer(help="Builtin data sets: list them with their licenses, preview one.", no_args_is_help=True)
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 def models() -> None:
