@@ -104,6 +104,11 @@ def _vote(page, choice: str, mouse: bool, rating_a: str = "", comment: str = "")
         page.keyboard.press("Enter")
 
 
+def _next_pair_shown(page) -> None:  # noqa: F811
+    """Wait until the page shows a pair this annotator has not voted on yet."""
+    page.wait_for_function("!window.acked.some(a => String(a.pair_id) === document.getElementById('main').dataset.pair)")
+
+
 def _acked(page) -> list[dict]:  # noqa: F811
     return page.evaluate("window.acked")
 
@@ -146,6 +151,7 @@ def test_sigkill_mid_session_keeps_every_acknowledged_vote_once(page, server, tm
     server.start()
     page.wait_for_function("window.acked.length === 5", timeout=60_000)
     for i in range(2):
+        _next_pair_shown(page)
         _vote(page, "A", mouse=True)
         page.wait_for_function(f"window.acked.length === {6 + i}")
     acked = _acked(page)

@@ -58,7 +58,7 @@ async function submit() {
       const r = await fetch('/api/vote', {method: 'POST', body: body,
         headers: {'Content-Type': 'application/json', 'X-CSRF-Token': cfg.csrf}});
       if (r.ok) { const v = await r.json(); window.acked.push({pair_id: pair.id, choice: choice, vote_id: v.vote_id});
-                  $('status').textContent = 'saved'; break; }
+                  $('status').textContent = 'saved'; pair = null; break; }
       $('status').textContent = 'refused: ' + (await r.text()); busy = false; return;
     } catch (e) { $('status').textContent = 'server unreachable, retrying…';
                   await new Promise(res => setTimeout(res, 500)); }
