@@ -15,17 +15,20 @@ from adaptlab.prompting.spec import SELECTIONS, PromptSpec, load_spec
 # library modules that import torch load inside the commands, so `adaptlab --help` stays fast
 MODE_NAMES = ("constrained", "generate")   # adaptlab.prompting.run.MODES
 TASKS_HINT = "a classify task of `adaptlab eval` (e.g. sentiment), a builtin classification data set " \
-             "(e.g. financial-phrasebank) or a .jsonl/.json/.csv file of {text, label} rows"
+             "(e.g. financial-phrasebank), a generative task (gsm8k, squad) or a .jsonl/.json/.csv file of " \
+             "{text, label} rows (classification) or {instruction, input?, output} rows (generative)"
 
 console = Console()
 HELP = (
-    "Run a classification task zero-shot or few-shot with a prompt spec; print predictions and accuracy.\n\n"
+    "Run a task zero-shot or few-shot with a prompt spec; print predictions and the task's metric.\n\n"
     "The spec (YAML, see examples/prompt-*.yaml) has five optional components: role (system message), "
     "instruction + output_format, steps, delimiters, structure (named sections); plus `shots` exemplars chosen "
     "`fixed`, `random` (seeded, label-balanced) or by `similarity` (all-MiniLM-L6-v2 nearest neighbours).\n\n"
-    "Modes: `constrained` scores each label's log-likelihood (always a valid label); `generate` decodes "
-    f"greedily and parses the label from the text. Tasks: {TASKS_HINT}.\n\n"
+    "Modes (classification): `constrained` scores each label's log-likelihood (always a valid label); "
+    "`generate` decodes greedily and parses the label from the text. Generative tasks always generate and "
+    f"are scored by their own metric (gsm8k: the number after 'The answer is'). Tasks: {TASKS_HINT}.\n\n"
     "Example: adaptlab prompt --task sentiment --shots 3 --spec examples/prompt-sentiment.yaml --limit 50\n\n"
+    "Example: adaptlab prompt --task gsm8k --spec examples/prompt-gsm8k.yaml --limit 5\n\n"
     "Ablation (the exemplars are switched too when the full prompt has shots): "
     "adaptlab prompt ablate --task sentiment --shots 3 --limit 50")
 
@@ -34,7 +37,8 @@ app = typer.Typer(help=HELP, no_args_is_help=True)
 TASK = typer.Option(None, "--task", "-t", help=TASKS_HINT)
 SHOTS = typer.Option(None, "--shots", "-k", min=0, help="number of exemplars (default: the spec's `shots`)")
 SPEC = typer.Option(None, "--spec", help="prompt spec YAML (default: the task's builtin spec, all components on)")
-MODE = typer.Option("constrained", "--mode", help=f"how the label is read: {' | '.join(MODE_NAMES)}")
+MODE = typer.Option(None, "--mode", help=f"how the label is read: {' | '.join(MODE_NAMES)} "
+                    "(default: constrained for classification, generate for generative tasks)")
 SELECTION = typer.Option(None, "--selection", help=f"exemplar choice: {' | '.join(SELECTIONS)} (default: the spec's)")
 LIMIT = typer.Option(50, "--limit", "-n", min=1, help="score the first N items of the task")
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="builtin name, hub id, local directory or .gguf")
@@ -51,7 +55,7 @@ def _setup(task: str | None, spec_path: Path | None, shots: int | None, selectio
 
     if task is None:
         fail(f"--task is required: {', '.join(prompt_task_names())}, or a file of {{text, label}} rows")
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         fail(f"--mode {mode!r} is not one of: {', '.join(MODES)}")
     if selection is not None and selection not in SELECTIONS:
         fail(f"--selection {selection!r} is not one of: {', '.join(SELECTIONS)}")
@@ -107,7 +111,7 @@ def prompt(ctx: typer.Context, task: str = TASK, shots: int = SHOTS, spec: Path 
                        ("selection", result.selection if result.shots else "-"),
                        ("components", ", ".join(result.components) or "none"), ("items", str(result.n)),
                        (result.metric, f"{result.score:.3f}"), ("valid answers", f"{result.valid:.3f}"),
-                       ("majority class", f"{result.majority:.3f}")]:
+                       ("majority class", "-" if result.majority is None else f"{result.majority:.3f}")]:
         summary.add_row(key, value)
     console.print(summary)
     _write_json(json_out, {"model": model, **result.to_dict()})
@@ -117,9 +121,9 @@ def prompt(ctx: typer.Context, task: str = TASK, shots: int = SHOTS, spec: Path 
 def ablate_cmd(task: str = TASK, shots: int = SHOTS, spec: Path = SPEC, mode: str = MODE,
                selection: str = SELECTION, limit: int = LIMIT, model: str = MODEL, plot: Path = PLOT,
                json_out: Path = JSON_OUT) -> None:
-    """Switch each prompt component (and the exemplars, when the prompt has shots) on and off; report each one's effect on accuracy as a table and a PNG.
+    """Switch each prompt component (and the exemplars, when the prompt has shots) on and off; report each one's effect on the task metric as a table and a PNG.
 
-    Leave-one-out: the full prompt's accuracy minus that without the component. Add-one-in: the bare prompt (every component off, zero-shot) with only that component, minus the bare prompt."""
+    Leave-one-out: the full prompt's score minus that without the component. Add-one-in: the bare prompt (every component off, zero-shot) with only that component, minus the bare prompt."""
     from adaptlab.prompting.ablate import ablate, plot_ablation
 
     the_task, the_spec = _setup(task, spec, shots, selection, mode)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from adaptlab.prompting.run import ClassifyTask, PromptResult, run_prompt
+from adaptlab.prompting.run import PromptResult, PromptTask, run_prompt
 from adaptlab.prompting.spec import COMPONENTS, PromptSpec
 
 EXEMPLARS = "exemplars"
@@ -78,10 +78,10 @@ def paired_se(a: PromptResult, b: PromptResult) -> float:
     return math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
 
 
-def ablate(model, tokenizer, task: ClassifyTask, spec: PromptSpec | None = None, *, mode: str = "constrained",
+def ablate(model, tokenizer, task: PromptTask, spec: PromptSpec | None = None, *, mode: str | None = None,
            limit: int | None = None, run: Callable[..., PromptResult] = run_prompt, **run_kwargs) -> AblationResult:
     """Run every variant of `spec` (default: the task's own) on the same items and tabulate the effects."""
-    spec = spec or task.spec
+    spec, mode = spec or task.spec, mode or task.mode
     results = {name: run(model, tokenizer, task, variant, mode=mode, limit=limit, **run_kwargs)
                for name, variant in variants(spec).items()}
     score = {name: r.score for name, r in results.items()}

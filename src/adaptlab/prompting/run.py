@@ -1,4 +1,8 @@
-"""Run a classification task zero-shot or few-shot with a PromptSpec: predictions and accuracy.
+"""Run a task zero-shot or few-shot with a PromptSpec: predictions and the task's metric.
+
+A classification task (`ClassifyTask`) is read in one of the two `MODES` below; a generative task
+(`generative.GenerateTask`: GSM8K, SQuAD, a file of {instruction, output} rows) is always generated
+and scored by its own extractor and metric.
 
 Prompting only builds contexts (`spec_context`); scoring is the eval harness's (`evaluate_task`).
 
@@ -23,6 +27,7 @@ from adaptlab.eval.kinds import Scored
 from adaptlab.eval.runner import ContextBuilder, evaluate_task
 from adaptlab.eval.tasks import Protocol, Sample, Task
 from adaptlab.prompting.exemplars import Embed, select_exemplars
+from adaptlab.prompting.generative import GenerateTask
 from adaptlab.prompting.render import build_messages, render_prompt
 from adaptlab.prompting.spec import PromptSpec
 from adaptlab.registry import lookup
@@ -37,13 +42,22 @@ class ClassifyTask:
     pool: list[Classification]
     labels: list[str]
     spec: PromptSpec
+    mode: str = "constrained"    # the default way the label is read
+
+    def eval_task(self, spec: PromptSpec, items: Sequence[Classification], mode: str,
+                  max_new_tokens: int = 32) -> Task:
+        """The items as an eval task (see `as_eval_task`)."""
+        return as_eval_task(self, spec, items, mode, max_new_tokens)
+
+
+PromptTask = ClassifyTask | GenerateTask
 
 
 @dataclass
 class Prediction:
     text: str
     gold: str
-    pred: str | None    # a task label, or None when a generated answer named none
+    pred: str | None    # a task label (or a generative task's extracted answer); None when none was read
     output: str         # the generated text, or each answer word's log-likelihood
     score: float = 0.0  # this item's metric (1.0 correct, 0.0 wrong)
 
@@ -58,7 +72,7 @@ class PromptResult:
     metric: str
     score: float
     valid: float        # share of answers that are a task label (1.0 in constrained mode)
-    majority: float     # accuracy of always answering the pool's most common label, for reference
+    majority: float | None   # accuracy of always answering the pool's most common label (classify only)
     n: int
     predictions: list[Prediction] = field(default_factory=list)
 
@@ -66,14 +80,15 @@ class PromptResult:
         return asdict(self)
 
 
-def build_prompts(tokenizer, task: ClassifyTask, spec: PromptSpec, items: Sequence[Classification],
+def build_prompts(tokenizer, task: PromptTask, spec: PromptSpec, items: Sequence[Classification],
                   embed: Embed | None = None) -> list[str]:
-    """One rendered prompt per item, with `spec.shots` exemplars chosen by `spec.selection`."""
+    """One rendered prompt per item, with `spec.shots` exemplars chosen by `spec.selection` (a generative
+    task has no labels: its exemplars' answers are shown as they are)."""
     choices = [spec.answer(label) for label in task.labels]
     pool = [Classification(e.text, e.label) for e in spec.exemplars] or task.pool
     if spec.selection == "fixed" and spec.exemplars and spec.shots > len(spec.exemplars):
         raise ValueError(f"{spec.shots} shots asked for, but the spec lists only {len(spec.exemplars)} exemplars")
-    unknown = sorted({e.label for e in pool} - set(task.labels)) if spec.shots else []
+    unknown = sorted({e.label for e in pool} - set(task.labels)) if spec.shots and task.labels else []
     if unknown:
         raise ValueError(f"exemplar labels {unknown} are not labels of task {task.name!r} ({', '.join(task.labels)})")
     shots = select_exemplars(spec.selection, pool, [it.text for it in items], spec.shots, spec.seed, embed)
@@ -82,7 +97,7 @@ def build_prompts(tokenizer, task: ClassifyTask, spec: PromptSpec, items: Sequen
             for it, ex in zip(items, shots)]
 
 
-def spec_context(tokenizer, task: ClassifyTask, spec: PromptSpec, embed: Embed | None = None) -> ContextBuilder:
+def spec_context(tokenizer, task: PromptTask, spec: PromptSpec, embed: Embed | None = None) -> ContextBuilder:
     """The prompting route's context builder for `evaluate_task`: each sample's text (`meta["text"]`)
     rendered with the spec and its exemplars through the chat template."""
     def build(samples: Sequence[Sample]) -> list[str]:
@@ -115,32 +130,41 @@ def as_eval_task(task: ClassifyTask, spec: PromptSpec, items: Sequence[Classific
                 lambda _: samples, extract="choice", max_new_tokens=max_new_tokens)
 
 
-def _prediction(s: Scored, metric: str, labels: dict[str, str]) -> Prediction:
-    """A scored sample as a prediction: the label read, and the output (text, or each word's log-likelihood)."""
+def _prediction(s: Scored, metric: str, labels: dict[str, str] | None) -> Prediction:
+    """A scored sample as a prediction: the label read (a generative task's: the answer extracted), and the
+    output (text, or each word's log-likelihood)."""
     if "loglikelihoods" in s.extra:
         shown = " ".join(f"{w}={ll:.2f}" for w, ll in zip(s.sample.choices, s.extra["loglikelihoods"]))
         return Prediction(s.sample.meta["text"], s.sample.meta["label"], labels[s.output], shown, s.scores[metric])
+    if labels is None:
+        return Prediction(s.sample.meta["text"], " | ".join(s.sample.target), s.answer, s.output, s.scores[metric])
     return Prediction(s.sample.meta["text"], s.sample.meta["label"], labels.get(s.answer or ""), s.output,
                       s.scores[metric])
 
 
-def run_prompt(model, tokenizer, task: ClassifyTask, spec: PromptSpec | None = None, *, mode: str = "constrained",
+def run_prompt(model, tokenizer, task: PromptTask, spec: PromptSpec | None = None, *, mode: str | None = None,
                limit: int | None = None, embed: Embed | None = None, batch_size: int = 16,
                max_new_tokens: int = 32) -> PromptResult:
-    """Label `task.items[:limit]` with the model prompted by `spec` (default: the task's own), through
-    the one eval path (`evaluate_task` with `spec_context`)."""
-    spec = spec or task.spec
+    """Answer `task.items[:limit]` with the model prompted by `spec` (default: the task's own) and `mode`
+    (default: the task's), through the one eval path (`evaluate_task` with `spec_context`)."""
+    spec, mode = spec or task.spec, mode or task.mode
     items = task.items[:limit] if limit else task.items
-    eval_task = as_eval_task(task, spec, items, mode, max_new_tokens)
+    eval_task = task.eval_task(spec, items, mode, max_new_tokens)
     result = evaluate_task(model, tokenizer, eval_task, Protocol(shots=spec.shots),
                            spec_context(tokenizer, task, spec, embed), batch_size=batch_size)
-    labels = {spec.answer(label).strip(): label for label in task.labels}
+    labels = {spec.answer(label).strip(): label for label in task.labels} if task.labels else None
     preds = [_prediction(s, result.metric, labels) for s in result.scored]
     n = max(len(preds), 1)
-    most_common = Counter(e.label for e in task.pool).most_common(1)
-    majority_label = most_common[0][0] if most_common else None
     return PromptResult(
         task=task.name, mode=mode, shots=spec.shots, selection=spec.selection, components=spec.components(),
-        metric="accuracy", score=sum(p.score for p in preds) / n,
-        valid=sum(p.pred is not None for p in preds) / n,
-        majority=sum(p.gold == majority_label for p in preds) / n, n=len(preds), predictions=preds)
+        metric="accuracy" if task.labels else result.metric, score=sum(p.score for p in preds) / n,
+        valid=sum(p.pred is not None for p in preds) / n, majority=_majority(task, preds), n=len(preds),
+        predictions=preds)
+
+
+def _majority(task: PromptTask, preds: list[Prediction]) -> float | None:
+    """Accuracy of always answering the pool's most common label; None for a generative task."""
+    most_common = Counter(e.label for e in task.pool).most_common(1)
+    if not task.labels or not most_common:
+        return None
+    return sum(p.gold == most_common[0][0] for p in preds) / max(len(preds), 1)

@@ -1,5 +1,6 @@
-"""Classification tasks to prompt for: the eval registry's `classify` tasks (e.g. `sentiment`), the
-builtin classification data sets, or a local file of {text, label} rows.
+"""Tasks to prompt for: the eval registry's `classify` tasks (e.g. `sentiment`), the builtin
+classification data sets, the generative tasks (`generative.GENERATE_TASKS`: gsm8k, squad), or a local
+file of {text, label} rows (classification) or {instruction, input?, output} rows (generative).
 
 Each task splits its records once, with a fixed seed, into the items it is scored on and a disjoint
 pool that exemplars are drawn from, so no item is ever shown as its own demonstration. An eval task
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adaptlab.data.builtin import BUILTIN_DATASETS
-from adaptlab.data.records import Classification
+from adaptlab.data.records import Classification, Instruction
 from adaptlab.data.sources import LOCAL_FORMATS, load_records
 from adaptlab.eval.catalog import TASKS, get_task
 from adaptlab.eval.tasks import Protocol
-from adaptlab.prompting.run import ClassifyTask
+from adaptlab.prompting.generative import GENERATE_TASKS, instruction_text, task_from_pairs
+from adaptlab.prompting.run import ClassifyTask, PromptTask
 from adaptlab.prompting.spec import PromptSpec, Sections
 from adaptlab.registry import UnknownNameError
 
@@ -75,7 +77,7 @@ def _from_eval(name: str) -> ClassifyTask | None:
     except UnknownNameError:
         return None
     if task.kind != "classify":
-        raise ValueError(f"task {name!r} is a {task.kind} task; prompting runs classify tasks: "
+        raise ValueError(f"task {name!r} is a {task.kind} task; prompting runs the tasks: "
                          f"{', '.join(prompt_task_names())}")
     samples = task.build(Protocol(shots=0))
     if not samples or not all({"text", "label"} <= set(s.meta) for s in samples):
@@ -95,18 +97,32 @@ CLASSIFICATION_DATASETS = [name for name, d in BUILTIN_DATASETS.items() if d.kin
 
 def prompt_task_names() -> list[str]:
     """Every task name `load_task` accepts (files of {text, label} rows aside)."""
-    return _eval_classify_tasks() + CLASSIFICATION_DATASETS
+    return _eval_classify_tasks() + CLASSIFICATION_DATASETS + list(GENERATE_TASKS)
 
 
-def load_task(name: str) -> ClassifyTask:
-    """A task by name, or from a local file of {text, label} rows; an unknown name lists the valid ones."""
+def task_from_file(path: Path) -> PromptTask:
+    """{text, label} rows as a classification task, {instruction, input?, output} rows as a generative one."""
+    records = load_records(str(path))
+    if all(isinstance(r, Classification) for r in records):
+        return task_from_records(path.stem, records)
+    if all(isinstance(r, Instruction) for r in records):
+        return task_from_pairs(path.stem, *split_pool([Classification(instruction_text(r), r.output)
+                                                       for r in records]))
+    raise ValueError(f"{path}: prompting needs rows of {{text, label}} or of {{instruction, input?, output}}, "
+                     f"not a mix of {sorted({type(r).__name__ for r in records})}")
+
+
+def load_task(name: str) -> PromptTask:
+    """A task by name, or from a local file; an unknown name lists the valid ones."""
     path = Path(name)
     if path.suffix in LOCAL_FORMATS and path.exists():
-        return task_from_records(path.stem, load_records(str(path), kind="classification"))
+        return task_from_file(path)
+    if name in GENERATE_TASKS:
+        return GENERATE_TASKS[name]()
     if name in CLASSIFICATION_DATASETS:
         return task_from_records(name, BUILTIN_DATASETS[name].records(), TASK_SPECS.get(name, GENERIC_SPEC))
     task = _from_eval(name)
     if task is None:
         raise ValueError(f"unknown task {name!r}; prompt tasks: {', '.join(prompt_task_names())}, "
-                         f"or a {'/'.join(LOCAL_FORMATS)} file of {{text, label}} rows")
+                         f"or a {'/'.join(LOCAL_FORMATS)} file of {{text, label}} or {{instruction, output}} rows")
     return task
