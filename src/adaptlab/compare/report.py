@@ -73,7 +73,8 @@ def _setup(run: dict, records: list[dict]) -> str:
               f"a fixed seed ({SPLIT_SEED}); none of them is in the training split." if run.get("test_carved") else "")
     return (f"Model `{recipe['model']}`, task `{recipe['task']['name']}` ({recipe['task']['data']}): "
             f"{run['n_train']} training rows, {run['n_test']} test rows.{carved} Budget {run['budget_s']:.0f} s "
-            f"for the whole matrix; it took {run.get('elapsed_s', 0):.0f} s. Each training route got "
+            f"for the whole matrix; " + (f"it took {run['elapsed_s']:.0f} s" if "elapsed_s" in run else "the run has not "
+            "finished (rows missing below have not run yet)") + ". Each training route got "
             + ("the same wall-clock share" if recipe["share"] == "time" else "the same number of training tokens")
             + f". Hardware: {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores"
             + (f", {hw['gpu']}" if hw.get("gpu") else "") + ". Every cell ran in its own process, so its peak "
