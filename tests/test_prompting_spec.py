@@ -33,23 +33,23 @@ def test_yaml_round_trip_and_shorthands(tmp_path):
 def test_bad_field_is_named(tmp_path, yaml_text, field):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text, encoding="utf-8")
-    with pytest.raises(SpecError, match=rf"{path}.*field '{field}'"):
+    with pytest.raises(SpecError, match=rf"(?s){path}.*'?{field}"):
         load_spec(path)
 
 
 def test_unknown_field_lists_valid_fields():
-    with pytest.raises(SpecError, match="valid fields: role, instruction"):
+    with pytest.raises(SpecError, match="unknown key 'rol'; allowed here: role, instruction"):
         parse_spec({"rol": "x"})
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path):
-    with pytest.raises(SpecError, match="expected a mapping"):
+    with pytest.raises(SpecError, match="(?s)invalid prompt spec.*valid dictionary"):
         parse_spec(["role"])
     path = tmp_path / "broken.yaml"
     path.write_text("role: [unclosed\n", encoding="utf-8")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(path)
-    with pytest.raises(SpecError, match="cannot read"):
+    with pytest.raises(SpecError, match="cannot be read"):
         load_spec(tmp_path / "missing.yaml")
 
 

@@ -97,7 +97,7 @@ def test_recipe_resolves_docs_next_to_the_file_and_names_bad_keys(tmp_path):
     cfg = RagConfig.load(recipe, k=5)
     assert cfg.docs == tmp_path / "docs" and cfg.k == 5 and cfg.store == "adaptlab-rag.db"
     recipe.write_text("docs: docs\nchunk_sise: 3\n")
-    with pytest.raises(ValueError, match="chunk_sise.*valid keys: docs, store"):
+    with pytest.raises(ValueError, match="chunk_sise.*allowed here: docs, store"):
         RagConfig.load(recipe)
 
 

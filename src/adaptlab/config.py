@@ -8,12 +8,15 @@ error that names the key and lists the allowed ones.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from adaptlab.methods.base import MethodConfig
+from adaptlab.yamlfile import YamlFileError as ConfigError
+from adaptlab.yamlfile import explain, load_model, set_key
+
+__all__ = ["ConfigError", "explain", "load_config", "set_key"]
 
 
 class Strict(BaseModel):
@@ -78,66 +81,8 @@ class TrainConfig(Strict):
     loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(default_factory=lambda: ["jsonl"])
 
 
-def _allowed_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The field names allowed at the place in the schema where an unknown key appeared."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            break
-        model = ann
-    return sorted(model.model_fields)
-
-
-def explain(error: ValidationError, schema: type[BaseModel], source: str) -> str:
-    """Readable validation errors: field path, problem, and the allowed keys for unknown ones."""
-    lines = [f"invalid recipe {source}:"]
-    for e in error.errors():
-        path = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  unknown key {path!r}; allowed here: {', '.join(_allowed_at(schema, e['loc']))}")
-        else:
-            lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-class ConfigError(ValueError):
-    pass
-
-
-def set_key(tree: dict, dotted: str, value: Any) -> None:
-    """Set `a.b.c = value` inside a nested dict, creating levels as needed."""
-    *parents, last = dotted.split(".")
-    node = tree
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {dotted!r}: {p!r} is not a section")
-    node[last] = value
-
-
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type[BaseModel] = TrainConfig):
     """Read a YAML recipe (or start from defaults), apply `key=value` overrides, validate."""
-    tree: dict = {}
-    source = str(path) if path else "(defaults)"
-    if path:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"recipe {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: a recipe must be a mapping of keys to values")
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-4)")
-        key, raw = item.split("=", 1)
-        set_key(tree, key.strip(), yaml.safe_load(raw))
-    try:
-        return schema.model_validate(tree)
-    except ValidationError as e:
-        raise ConfigError(explain(e, schema, source)) from None
+    if path and not Path(path).exists():
+        raise ConfigError(f"recipe {path} does not exist")
+    return load_model(path, schema, overrides)

@@ -21,11 +21,11 @@ import string
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adaptlab.eval.kinds import CHOICE_METRICS, EXTRACTORS, METRICS
 from adaptlab.eval.tasks import Protocol, Sample, Task
+from adaptlab.yamlfile import load_model
 
 
 class CustomTaskSpec(BaseModel):
@@ -147,17 +147,5 @@ def load_custom_task(path: str | Path) -> Task:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"custom task file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        # a malformed file, not a caller's type error
-        raise ValueError(f"{path}: expected a mapping of fields (name, data, kind, prompt, answer, ...)")  # noqa: TRY004
-    try:
-        spec = CustomTaskSpec(**raw)
-    except ValidationError as e:
-        problems = "; ".join(f"field {'.'.join(map(str, err['loc'])) or '(task)'!r}: {err['msg']}"
-                             for err in e.errors())
-        raise ValueError(f"{path}: {problems}") from None
+    spec = load_model(path, CustomTaskSpec, what="custom task")
     return task_from_spec(spec, path.parent, str(path))

@@ -14,6 +14,7 @@ _EXPORTS = {
     "exemplars": ["SELECTORS", "builtin_embedder", "select_exemplars"],
     "run": ["MODES", "ClassifyTask", "PromptResult", "as_eval_task", "build_prompts", "run_prompt", "spec_context"],
     "tasks": ["load_task", "prompt_task_names", "task_from_records"],
+    "generative": ["GENERATE_TASKS", "GenerateTask"],
     "ablate": ["AblationResult", "ablate", "plot_ablation"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -21,8 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adaptlab.yamlfile import YamlFileError, read_mapping, validate
 
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "role": ("role",),
@@ -34,7 +35,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
 SELECTIONS = ("fixed", "random", "similarity")
 
 
-class SpecError(ValueError):
+class SpecError(YamlFileError):
     """A prompt spec that cannot be used; the message names the file and the field."""
 
 
@@ -114,30 +115,16 @@ def _fields(component: str) -> tuple[str, ...]:
 
 def parse_spec(data: object, where: str = "prompt spec") -> PromptSpec:
     """Validate a mapping as a PromptSpec; errors name `where` and each bad field."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
     try:
-        return PromptSpec.model_validate(data)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown field; valid fields: {', '.join(PromptSpec.model_fields)}"
-            problems.append(f"field {field!r}: {msg}")
-        raise SpecError(f"{where}: " + "; ".join(problems)) from None
+        return validate({} if data is None else data, PromptSpec, where, "prompt spec")
+    except YamlFileError as e:
+        raise SpecError(str(e)) from None
 
 
 def load_spec(path: str | Path) -> PromptSpec:
     """Read a PromptSpec from a YAML file."""
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read the prompt spec ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({e})") from None
+        data = read_mapping(path, "prompt spec")
+    except YamlFileError as e:
+        raise SpecError(str(e)) from None
     return parse_spec(data, str(path))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from adaptlab.rag.embed import DEFAULT_EMBEDDER
 from adaptlab.rag.store import DEFAULT_STORE
+from adaptlab.yamlfile import read_mapping, validate
 
 
 class RagConfig(BaseModel):
@@ -30,20 +30,8 @@ class RagConfig(BaseModel):
     @classmethod
     def load(cls, path: Path | None, **overrides) -> RagConfig:
         """The recipe at `path` (or the defaults), with every non-None override applied."""
-        data: dict = {}
-        if path is not None:
-            try:
-                data = yaml.safe_load(path.read_text()) or {}
-            except (OSError, yaml.YAMLError) as e:
-                raise ValueError(f"cannot read RAG recipe {path}: {e}") from None
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: a RAG recipe is a mapping of keys ({', '.join(cls.model_fields)})")
-            if data.get("docs") is not None and not Path(data["docs"]).is_absolute():
-                data["docs"] = path.parent / data["docs"]
+        data = read_mapping(path, "RAG recipe") if path is not None else {}
+        if path is not None and data.get("docs") is not None and not Path(data["docs"]).is_absolute():
+            data["docs"] = path.parent / data["docs"]
         data.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**data)
-        except ValidationError as e:
-            where = f"{path}: " if path else ""
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"{where}{problems} (valid keys: {', '.join(cls.model_fields)})") from None
+        return validate(data, cls, str(path) if path else "(options)", "RAG recipe")
