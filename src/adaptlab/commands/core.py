@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import typer
@@ -45,7 +44,7 @@ def data_show(name: str = typer.Argument(..., help="builtin name or a local data
               kind: str = typer.Option(None, help="record kind (default: detected)")) -> None:
     """Preview rows of a data set and its token-length statistics under the model's chat template."""
     from adaptlab.data import load_records
-    from adaptlab.data.templates import tokenize_record
+    from adaptlab.data.stats import token_stats
     from adaptlab.models import load_tokenizer
 
     try:
@@ -54,16 +53,13 @@ def data_show(name: str = typer.Argument(..., help="builtin name or a local data
         fail(str(e))
     for r in records[:rows]:
         console.print(r)
-    try:
-        tokenizer = load_tokenizer(model)
-        lengths = [len(tokenize_record(r, tokenizer)) for r in records[:2000]]
-    except TypeError:
+    stats = token_stats(records, load_tokenizer(model))
+    if stats is None:
         console.print(f"{len(records)} records ({type(records[0]).__name__}); token statistics apply to SFT records")
         return
     table = Table("records", "measured", "min", "median", "mean", "p95", "max", title=f"{name}: tokens per example")
-    lengths.sort()
-    table.add_row(str(len(records)), str(len(lengths)), str(lengths[0]), str(int(statistics.median(lengths))),
-                  f"{statistics.mean(lengths):.0f}", str(lengths[int(0.95 * (len(lengths) - 1))]), str(lengths[-1]))
+    table.add_row(str(stats.records), str(stats.measured), str(stats.min), str(stats.median), f"{stats.mean:.0f}",
+                  str(stats.p95), str(stats.max))
     console.print(table)
 
 
