@@ -49,10 +49,23 @@ class DPOConfig(Strict):
     cache_reference: bool = Field(True, description="keep the reference log-probs on disk with the run, reused on resume")
 
 
+class RLOOConfig(Strict):
+    """Settings of `objective: rloo` (train/objectives/rloo.py)."""
+
+    reward: str | None = Field(None, description="reward spec: a reward model dir, 'module:function' or 'kind:value' "
+                               "(train/rewards.py); e.g. adaptlab.train.rewards:brevity")
+    k: int = Field(4, ge=2, description="samples per prompt (the leave-one-out group)")
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    kl_coef: float = Field(0.05, ge=0, description="beta of the k1 KL penalty to the reference, in the reward")
+    normalize_advantages: bool = Field(False, description="whiten the advantages over the batch (as trl's option)")
+
+
 class TrainConfig(Strict):
     model: str = Field("smollm2-135m", description="builtin name, hub id, local dir or .gguf file")
-    objective: str = Field("sft", description="sft | reward | dpo (train/objectives/)")
+    objective: str = Field("sft", description="sft | reward | dpo | rloo (train/objectives/)")
     dpo: DPOConfig = Field(default_factory=DPOConfig)
+    rloo: RLOOConfig = Field(default_factory=RLOOConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

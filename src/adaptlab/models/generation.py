@@ -263,3 +263,21 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, st
         if progress:
             progress(len(idx))
     return out  # type: ignore[return-value]
+
+
+def sample_ids(model, prompts: list[list[int]], max_new_tokens: int, temperature: float, eos_id: int, pad_id: int,
+               batch_size: int = 16) -> list[list[int]]:
+    """Sampled continuations (plain temperature sampling, no top-k/top-p) of token-id prompts, as token ids
+    cut after the first EOS, which is kept: RL rollouts score exactly the sampled tokens, stop included."""
+    if temperature <= 0:
+        raise ValueError(f"sampling needs temperature > 0, got {temperature}")
+    out: list[list[int]] = []
+    for i in range(0, len(prompts), batch_size):
+        ids, mask = _layout(prompts[i: i + batch_size], 0, pad_id)
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids.to(_device(model)), attention_mask=mask.to(_device(model)),
+                                 max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=None,
+                                 top_k=None, pad_token_id=pad_id, eos_token_id=eos_id)
+        for row in gen[:, ids.shape[1]:].tolist():
+            out.append(row[: row.index(eos_id) + 1] if eos_id in row else row)
+    return out

@@ -141,3 +141,19 @@ def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
     chosen_ratio, rejected_ratio = policy_chosen - ref_chosen, policy_rejected - ref_rejected
     loss = lookup(DPO_LOSSES, kind, "DPO loss")(chosen_ratio, rejected_ratio, beta, chosen_len, rejected_len)
     return loss, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
+def rloo_advantages(rewards: Tensor, k: int, normalize: bool = False) -> Tensor:
+    """REINFORCE leave-one-out advantages (Kool et al. 2019; RLOO, Ahmadian et al. 2024, arXiv:2402.14740,
+    eq. 5) for `rewards` [P * k], the k samples of each prompt adjacent:
+
+        A_i = r_i - 1/(k-1) sum_{j != i} r_j = r_i - (sum_j r_j - r_i) / (k - 1)
+
+    `normalize` then whitens over the batch, (A - mean A) / (std A + 1e-4), as trl's `normalize_advantages`."""
+    if k < 2:
+        raise ValueError(f"RLOO needs k >= 2 samples per prompt, got {k}")
+    grouped = rewards.view(-1, k)
+    advantages = (grouped - (grouped.sum(1, keepdim=True) - grouped) / (k - 1)).view(-1)
+    if normalize:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-4)
+    return advantages

@@ -1,0 +1,83 @@
+"""RLOO: REINFORCE with a leave-one-out baseline, learning from a reward function (Ahmadian et al. 2024,
+arXiv:2402.14740; as trl's RLOOTrainer).
+
+Every micro-batch of prompts is rolled out first (train/objectives/rollout.py): k samples per prompt from the
+current policy, scored by the reward function `rloo.reward`, with their log-probs under the frozen reference.
+The reward carries a sequence-level KL penalty (k1 estimator, as the paper and trl):
+
+    R_i = r_i - beta (log pi(y_i|x) - log pi_ref(y_i|x)),    A_i = R_i - 1/(k-1) sum_{j != i} R_j
+
+and one policy-gradient step on  L = -sum_i A_i log pi(y_i|x)  (each rollout is used once, so trl's clipped
+ratio is 1 and this is its loss). Logged per step (and as `eval_*` on held-out prompts): mean reward, the
+sequence KL to the reference, the response length in tokens and an entropy estimate (the mean negative
+log-prob of the sampled tokens); `rl_curves.png` in the run directory plots them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from adaptlab.train.losses import rloo_advantages
+from adaptlab.train.objectives.base import register
+from adaptlab.train.objectives.pairs import PairStats, sequence_logprobs
+from adaptlab.train.objectives.rollout import PromptBatch, frozen_reference, plot_curves, prompt_batches, rollout
+from adaptlab.train.rewards import load_reward
+
+CURVES_FILE = "rl_curves.png"
+
+
+class RLOO:
+    name = "rloo"
+
+    def __init__(self):
+        self.stats = PairStats()
+        self.history: list[dict[str, float]] = []
+
+    def batches(self, records, tokenizer, cfg) -> list[PromptBatch]:
+        if not cfg.rloo.reward:
+            raise ValueError("objective rloo needs a reward: set rloo.reward to a reward model directory, a "
+                             "'module:function' callable (e.g. adaptlab.train.rewards:brevity) or 'judge:...'")
+        if cfg.seq_len <= cfg.rloo.max_new_tokens:
+            raise ValueError(f"seq_len={cfg.seq_len} leaves no room for a prompt before rloo.max_new_tokens="
+                             f"{cfg.rloo.max_new_tokens}; raise seq_len")
+        return prompt_batches(records, tokenizer, cfg.batch_size, cfg.seq_len - cfg.rloo.max_new_tokens)
+
+    def prepare(self, model: nn.Module, tokenizer, cfg, batches: list[PromptBatch], out: Path) -> nn.Module:
+        """Bind this run's settings, its reward function and the frozen reference."""
+        self.cfg, self.seq_len, self.tokenizer = cfg.rloo, cfg.seq_len, tokenizer
+        self.reward = load_reward(cfg.rloo.reward)
+        self.reference = frozen_reference(model)
+        self.curves = Path(out) / CURVES_FILE
+        self.stats, self.history = PairStats(), []
+        return model
+
+    def loss(self, model: nn.Module, batch: PromptBatch) -> tuple[Tensor, int]:
+        c = self.cfg
+        roll = rollout(model, self.reference, self.tokenizer, batch, self.reward, c.k, c.max_new_tokens,
+                       c.temperature, self.seq_len)
+        logps = sequence_logprobs(model, roll.batch).float()
+        kl = logps.detach() - roll.ref_logps
+        advantages = rloo_advantages(roll.rewards - c.kl_coef * kl, c.k, c.normalize_advantages)
+        lengths = roll.batch.lengths.float()
+        self.stats.add(model.training, reward=roll.rewards, kl=kl, length=lengths,
+                       entropy=torch.full_like(lengths, float(-logps.detach().sum() / lengths.sum())))
+        return -(advantages * logps).sum(), len(lengths)
+
+    def pop_stats(self) -> dict[str, float]:
+        stats = self.stats.pop()
+        if "reward" in stats:
+            self.history.append(stats)
+            plot_curves(self.history, self.curves)
+        return stats
+
+    def size(self, batch: PromptBatch) -> int:
+        return len(batch.ids) * self.cfg.k
+
+    def tokens(self, batch: PromptBatch) -> int:
+        return batch.rollout_tokens
+
+
+register(RLOO())

@@ -1,0 +1,118 @@
+"""Rollouts for online RL: prompts sampled k times by the current policy, scored by a reward function.
+
+Prompts come from any record that has one: a preference pair's prompt (e.g. builtin `hh-rlhf-harmless`), an
+instruction (with its input; the output is ignored, so a prompts file is JSONL of {"instruction": ...,
+"output": ""}), or a chat's turns before its last assistant answer. Each is rendered through the chat template
+(plain text when the tokenizer has none) exactly as the preference objectives render prompts. A rollout packs
+the k samples of every prompt (adjacent) into a `PairBatch`, so their log-probs come from the same fused
+`sequence_logprobs` as DPO's; the reference policy is the adapter switched off, or a frozen copy for full
+fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from adaptlab.data.records import Chat, Instruction, Preference, Record
+from adaptlab.models.generation import sample_ids
+from adaptlab.train.objectives.dpo import reference_context
+from adaptlab.train.objectives.pairs import PairBatch, collate_pairs, render_responses, response_example, sequence_logprobs
+from adaptlab.train.rewards import RewardFn
+
+
+@dataclass
+class PromptBatch:
+    prompts: list                  # each prompt as the reward function sees it (text or chat turns)
+    ids: list[list[int]]           # each prompt rendered to token ids, ending where the answer starts
+    rollout_tokens: int = field(default=0)  # tokens of the last rollout (prompts + samples), for throughput
+
+    def to(self, device: torch.device) -> PromptBatch:
+        return self  # token lists; the rollout moves what it builds
+
+
+@dataclass
+class Rollout:
+    batch: PairBatch               # prompt + sample sequences, the k samples of a prompt adjacent
+    rewards: Tensor                # [P * k] reward-function scores
+    ref_logps: Tensor              # [P * k] log pi_ref(y|x)
+
+
+def record_prompt(record: Record) -> str | list[dict[str, str]]:
+    """The prompt a record asks."""
+    if isinstance(record, Preference):
+        return record.prompt
+    if isinstance(record, Instruction):
+        return f"{record.instruction}\n\n{record.input}" if record.input else record.instruction
+    if isinstance(record, Chat):
+        last = max((i for i, t in enumerate(record.messages) if t["role"] == "assistant"), default=len(record.messages))
+        return record.messages[:last]
+    raise TypeError(f"RL objectives need records with a prompt (preference, instruction or chat), "
+                    f"got {type(record).__name__}")
+
+
+def prompt_batches(records: list[Record], tokenizer, batch_size: int, max_prompt: int) -> list[PromptBatch]:
+    """Micro-batches of `batch_size` prompts; prompts longer than `max_prompt` tokens keep their end."""
+    prompts = [record_prompt(r) for r in records]
+    ids = [render_responses(p, [""], tokenizer)[0][-max_prompt:] for p in prompts]
+    return [PromptBatch(prompts[i:i + batch_size], ids[i:i + batch_size]) for i in range(0, len(prompts), batch_size)]
+
+
+def frozen_reference(model: nn.Module) -> nn.Module | None:
+    """None when the model is a peft model (the reference is its adapter switched off), else a frozen copy."""
+    if callable(getattr(model, "disable_adapter", None)):
+        return None
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def rollout(model: nn.Module, reference: nn.Module | None, tokenizer, batch: PromptBatch, reward: RewardFn, k: int,
+            max_new_tokens: int, temperature: float, seq_len: int) -> Rollout:
+    """Sample k answers per prompt, score them, and take their reference log-probs (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    try:
+        prompt_ids = [p for p in batch.ids for _ in range(k)]
+        samples = sample_ids(model, prompt_ids, max_new_tokens, temperature, tokenizer.eos_token_id,
+                             tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(samples, skip_special_tokens=True)
+        scores = reward([p for p in batch.prompts for _ in range(k)], texts)
+        examples = [response_example(p, s, seq_len) for p, s in zip(prompt_ids, samples)]
+        packed = collate_pairs(examples, seq_len, tokenizer.pad_token_id).to(next(model.parameters()).device)
+        if reference is not None:
+            ref = sequence_logprobs(reference, packed)
+        else:
+            with reference_context(model):
+                ref = sequence_logprobs(model, packed)
+    finally:
+        model.train(was_training)
+    batch.rollout_tokens = packed.rows.n_real_tokens
+    return Rollout(packed, torch.tensor(scores, dtype=torch.float32, device=ref.device), ref.float())
+
+
+CURVES = ("reward", "kl", "length", "entropy")
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """One panel per logged RL quantity against the step, written atomically to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3))
+    steps = range(1, len(history) + 1)
+    for ax, key in zip(axes, CURVES):
+        ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
