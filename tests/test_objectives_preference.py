@@ -4,6 +4,7 @@ log-probs, and a trained reward model loaded back as a reward function."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -49,7 +50,7 @@ def ours_from_trl(model, inputs):
 def test_dpo_loss_equals_trl_on_the_same_batch(tiny, tmp_path, loss_type):
     from trl import DPOConfig, DPOTrainer
 
-    model, tok = tiny
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]   # trl's trainers switch on gradient checkpointing in the model
     args = DPOConfig(output_dir=str(tmp_path), beta=0.3, loss_type=[loss_type], precompute_ref_log_probs=True,
                      report_to=[], use_cpu=True, max_length=512)
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tok,
