@@ -87,7 +87,7 @@ def rl_recipe(tmp_path: Path, tiny_dir: Path, method: str, **rloo) -> Path:
     prompts = [{"instruction": f"Tell me about the number {i}.", "output": ""} for i in range(8)]
     path = make_recipe(tmp_path, tiny_dir, objective="rloo", max_steps=2, save_every=2, eval_every=0, seq_len=64,
                        batch_size=2, method={"name": method, "r": 4, "alpha": 8} if method == "lora" else {"name": method},
-                       data={"train": str(tmp_path / "prompts.jsonl"), "eval_fraction": 0.0})
+                       data={"train": str(tmp_path / "prompts.jsonl"), "eval_fraction": 0.25, "eval_max": 2})
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     recipe = json.loads(path.read_text())
     recipe["rloo"] = {"k": 2, "max_new_tokens": 8, **rloo}
@@ -104,6 +104,7 @@ def test_an_rloo_run_moves_the_weights_and_logs_its_curves(tmp_path, tiny_dir, m
     for row in rows:
         assert 0.0 <= row["reward"] <= 1.0 and 1 <= row["length"] <= 8 and row["entropy"] > 0
     assert abs(rows[0]["kl"]) < 1e-4  # the first rollout comes from the untouched policy: it is the reference
+    assert 0.0 <= rows[-1]["eval_reward"] <= 1.0 and "eval_reward" not in rows[0]  # held-out prompts, at the end
     assert (result.output_dir / CURVES_FILE).stat().st_size > 1000
     weights = final_weights(result.output_dir)
     if method == "lora":  # B starts at zero: any trained update makes it non-zero
