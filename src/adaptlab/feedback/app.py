@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 from typing import Literal
 
@@ -23,6 +22,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from adaptlab.feedback.page import entry_page, login_page, vote_page
 from adaptlab.feedback.pairs import PairMaker
 from adaptlab.feedback.store import FeedbackStore, Vote, VoteConflict
+from adaptlab.netbind import is_loopback
 
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 KEY_COOKIE = "adaptlab_feedback_key"
@@ -40,15 +40,6 @@ class VoteIn(BaseModel):
 
 class LoginIn(BaseModel):
     key: str = Field(max_length=512)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, api_key: str | None) -> None:

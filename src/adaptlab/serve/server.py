@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 import uvicorn
 
+from adaptlab.netbind import is_loopback
 from adaptlab.serve.app import Limits, create_app
 from adaptlab.serve.backend import Backend
 from adaptlab.serve.engine import Engine
 
 API_KEY_ENV = "ADAPTLAB_API_KEY"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_key_for(host: str, api_key: str | None) -> str | None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from adaptlab.train.losses import dpo_loss
 from adaptlab.train.objectives.base import register
-from adaptlab.train.objectives.pairs import PairBatch, PairStats, batches_digest, pair_batches, sequence_logprobs
+from adaptlab.train.objectives.pairs import PairBatch, PairObjective, PairStats, batches_digest, sequence_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,12 @@ def cached_reference(model: nn.Module, batches: list[PairBatch], cfg, out: Path)
     return refs
 
 
-class DPO:
+class DPO(PairObjective):
     name = "dpo"
 
     def __init__(self):
-        self.stats = PairStats()
+        super().__init__()
         self.beta, self.kind = 0.1, "sigmoid"
-
-    def batches(self, records, tokenizer, cfg) -> list[PairBatch]:
-        return pair_batches(records, tokenizer, cfg)
 
     def prepare(self, model: nn.Module, tokenizer, cfg, batches: list[PairBatch], out: Path) -> nn.Module:
         """Bind this run's settings and attach the reference log-probs to every batch."""
@@ -94,15 +91,6 @@ class DPO:
         self.stats.add(model.training, accuracy=(chosen > rejected).float(), margin=chosen - rejected,
                        reward_chosen=chosen, reward_rejected=rejected)
         return loss.sum(), batch.n_pairs
-
-    def pop_stats(self) -> dict[str, float]:
-        return self.stats.pop()
-
-    def size(self, batch: PairBatch) -> int:
-        return batch.n_pairs
-
-    def tokens(self, batch: PairBatch) -> int:
-        return batch.rows.n_real_tokens
 
 
 register(DPO())

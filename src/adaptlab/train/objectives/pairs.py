@@ -179,3 +179,23 @@ class PairStats:
         self.sums.clear()
         self.count.clear()
         return out
+
+
+class PairObjective:
+    """What every objective on chosen/rejected pairs shares: packed pair batches, counts and logged stats.
+    A subclass gives `name`, `prepare` and `loss` (which adds its values to `self.stats`)."""
+
+    def __init__(self):
+        self.stats = PairStats()
+
+    def batches(self, records: list[Record], tokenizer: PreTrainedTokenizerBase, cfg) -> list[PairBatch]:
+        return pair_batches(records, tokenizer, cfg)
+
+    def pop_stats(self) -> dict[str, float]:
+        return self.stats.pop()
+
+    def size(self, batch: PairBatch) -> int:
+        return batch.n_pairs
+
+    def tokens(self, batch: PairBatch) -> int:
+        return batch.rows.n_real_tokens

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from adaptlab.train.losses import bradley_terry_loss
 from adaptlab.train.objectives.base import register
-from adaptlab.train.objectives.pairs import PairBatch, PairStats, hidden_states, pair_batches
+from adaptlab.train.objectives.pairs import PairBatch, PairObjective, PairStats, hidden_states
 
 HEAD_FILE = "reward_head.safetensors"
 
@@ -45,14 +45,8 @@ def save_head(model: nn.Module, path: Path) -> None:
     os.replace(tmp, Path(path) / HEAD_FILE)
 
 
-class Reward:
+class Reward(PairObjective):
     name = "reward"
-
-    def __init__(self):
-        self.stats = PairStats()
-
-    def batches(self, records, tokenizer, cfg) -> list[PairBatch]:
-        return pair_batches(records, tokenizer, cfg)
 
     def prepare(self, model: nn.Module, tokenizer, cfg, batches: list[PairBatch], out: Path) -> nn.Module:
         self.stats = PairStats()
@@ -66,15 +60,6 @@ class Reward:
 
     def save(self, model: nn.Module, path: Path) -> None:
         save_head(model, path)
-
-    def pop_stats(self) -> dict[str, float]:
-        return self.stats.pop()
-
-    def size(self, batch: PairBatch) -> int:
-        return batch.n_pairs
-
-    def tokens(self, batch: PairBatch) -> int:
-        return batch.rows.n_real_tokens
 
 
 register(Reward())
