@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from adaptlab.train.rewards import RewardFn
 class PromptBatch:
     prompts: list                  # each prompt as the reward function sees it (text or chat turns)
     ids: list[list[int]]           # each prompt rendered to token ids, ending where the answer starts
-    rollout_tokens: int = field(default=0)  # tokens of the last rollout (prompts + samples), for throughput
+    rollout_tokens: int = 0        # tokens of the last rollout (prompts + samples), for throughput
 
     def to(self, device: torch.device) -> PromptBatch:
         return self  # token lists; the rollout moves what it builds
