@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -263,9 +265,27 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to a normal user needs root; as a normal user the "
                     "other tests already run as one")
-def test_as_a_normal_user_with_many_threads(outside):
+def test_as_a_normal_user_with_many_threads():
     """The sandbox as a non-root evaluator: the process limit counts only the sandbox's processes."""
-    done = subprocess.run(["/usr/bin/python3", "-I", "-c", _AS_USER, str(SANDBOX_FILE), str(outside / "keep.txt")],
+    # pytest's and the checkout's folders may be private to root: the other user gets its own copies in /tmp
+    outside, lib = (Path(tempfile.mkdtemp(prefix="adaptlab-outside-", dir="/tmp")),
+                    Path(tempfile.mkdtemp(prefix="adaptlab-lib-", dir="/tmp")))
+    try:
+        _as_user_in(outside, lib)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+        shutil.rmtree(lib, ignore_errors=True)
+
+
+def _as_user_in(outside: Path, lib: Path) -> None:
+    os.chmod(outside, 0o777)
+    (outside / "keep.txt").write_text("original")
+    os.chmod(outside / "keep.txt", 0o666)
+    os.chmod(lib, 0o755)
+    module = lib / "sandbox.py"
+    shutil.copyfile(SANDBOX_FILE, module)
+    os.chmod(module, 0o644)
+    done = subprocess.run(["/usr/bin/python3", "-I", "-c", _AS_USER, str(module), str(outside / "keep.txt")],
                           capture_output=True, text=True, timeout=120, user=4242, group=4242, extra_groups=[],
                           env={"PATH": "/usr/bin:/bin", "TMPDIR": "/tmp"}, cwd="/", check=False)
     assert done.returncode == 0, done.stderr
