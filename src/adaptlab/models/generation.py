@@ -28,12 +28,17 @@ Progress = Callable[[int], None]
 MIN_SHARED_PREFIX = 16   # tokens; shorter shared prefixes cost more (an extra forward) than they save
 
 
-def _device(model) -> torch.device:
+def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _max_length(model) -> int:
+def max_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -125,7 +130,7 @@ def _broadcast(cache: DynamicCache, batch: int) -> DynamicCache:
 def _score_batch(model, rows: list[_Row], start: int, cache: DynamicCache | None,
                  out: list[tuple[float, bool] | None], pad_id: int) -> None:
     """Forward rows[i].tokens[start:] (right-padded) on top of `cache`; fill `out` for their requests."""
-    device = _device(model)
+    device = model_device(model)
     suffixes = [r.tokens[start:] for r in rows]
     width = max(len(s) for s in suffixes)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -163,10 +168,10 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
     `progress(n)` is called with the number of requests finished after each batch."""
     if not requests:
         return []
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     out: list[tuple[float, bool] | None] = [None] * len(requests)
-    groups, pool = _groups(_rows(tokenizer, requests, _max_length(model)))
-    device = _device(model)
+    groups, pool = _groups(_rows(tokenizer, requests, max_length(model)))
+    device = model_device(model)
     for plen, rows in groups:
         prefix = torch.tensor([rows[0].tokens[:plen]], dtype=torch.long, device=device)
         with torch.inference_mode():
@@ -209,7 +214,7 @@ class _StopOnStrings(StoppingCriteria):
 def _prefix_cache(model, tokens: tuple[int, ...], cached: dict) -> DynamicCache:
     """KV cache of a shared prompt prefix, computed once and kept for the following batches."""
     if cached.get("tokens") != tokens:
-        ids = torch.tensor([tokens], dtype=torch.long, device=_device(model))
+        ids = torch.tensor([tokens], dtype=torch.long, device=model_device(model))
         with torch.inference_mode():
             cached.update(tokens=tokens, cache=model(input_ids=ids, use_cache=True, logits_to_keep=1).cache)
     return cached["cache"]
@@ -232,12 +237,12 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, st
     """Complete each prompt: greedy (temperature 0) or sampled; stops at EOS or any stop string, which is
     cut from the output. Prompts sharing a few-shot prefix are batched together (longest first) and the
     prefix's KV cache is computed once and reused; the rest of each prompt is left-padded after it."""
-    device = _device(model)
+    device = model_device(model)
     out: list[str | None] = [None] * len(prompts)
-    max_len = _max_length(model)
+    max_len = max_length(model)
     encoded = [tokenizer.encode(p)[-(max_len - max_new_tokens):] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (encoded[i][:64], -len(encoded[i])))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     cached: dict = {}
     for i in range(0, len(order), batch_size):
@@ -275,7 +280,7 @@ def sample_ids(model, prompts: list[list[int]], max_new_tokens: int, temperature
     for i in range(0, len(prompts), batch_size):
         ids, mask = _layout(prompts[i: i + batch_size], 0, pad_id)
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids.to(_device(model)), attention_mask=mask.to(_device(model)),
+            gen = model.generate(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model)),
                                  max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=None,
                                  top_k=None, pad_token_id=pad_id, eos_token_id=eos_id)
         for row in gen[:, ids.shape[1]:].tolist():

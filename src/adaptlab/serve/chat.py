@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from adaptlab.data.templates import chat_prompt_ids
 from adaptlab.models.decode import Lane, Row, SamplingParams
+from adaptlab.models.generation import max_length, model_device, pad_token_id
 
 
 class ChatSession:
@@ -34,11 +35,9 @@ class ChatSession:
     def reply(self, text: str) -> Iterator[str]:
         """Stream the answer to `text` piece by piece; the whole answer joins the history at the end."""
         self.turns.append({"role": "user", "content": text})
-        config = self.model.config
         row = Row(chat_prompt_ids(self.messages(), self.tokenizer), self.params, "", self.tokenizer,
-                  frozenset({self.tokenizer.eos_token_id}), int(getattr(config, "max_position_embeddings", 2048)))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        lane = Lane(lambda names, **inputs: self.model(**inputs), pad, next(self.model.parameters()).device)
+                  frozenset({self.tokenizer.eos_token_id}), max_length(self.model))
+        lane = Lane(lambda names, **inputs: self.model(**inputs), pad_token_id(self.tokenizer), model_device(self.model))
         answer, results = [], lane.join([row])
         while True:
             for _, piece in results:

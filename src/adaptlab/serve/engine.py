@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adaptlab.models.decode import Lane, Row, SamplingParams
+from adaptlab.models.generation import max_length, model_device, pad_token_id
 from adaptlab.serve.backend import Backend
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Engine:
         tok = backend.tokenizer
         self._eos = frozenset(i for i in [tok.eos_token_id, getattr(backend.model.config, "eos_token_id", None)]
                               if isinstance(i, int))
-        self._max_len = int(getattr(backend.model.config, "max_position_embeddings", 2048) or 2048)
+        self._max_len = max_length(backend.model)
 
     @property
     def active(self) -> int:
@@ -126,7 +127,10 @@ class Engine:
     def _iteration(self) -> None:
         self._drop_cancelled()
         for key, rows in self._admit().items():
-            lane = self.lanes.setdefault(key, Lane(self.backend.forward_for(key), self._pad_id(), self._device()))
+            if key not in self.lanes:   # one lane per adapter group, built once (not on every step)
+                self.lanes[key] = Lane(self.backend.forward_for(key), pad_token_id(self.backend.tokenizer),
+                                       model_device(self.backend.model))
+            lane = self.lanes[key]
             self._deliver(lane, lane.join(rows))
         for lane in list(self.lanes.values()):
             self._deliver(lane, lane.step())
@@ -173,12 +177,6 @@ class Engine:
         self.owner.clear()
         self.lanes.clear()
 
-    def _pad_id(self) -> int:
-        tok = self.backend.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-    def _device(self):
-        return next(self.backend.model.parameters()).device
 
 
 def _seeded(params: SamplingParams, i: int) -> SamplingParams:
