@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from adaptlab.models.generation import truncate_at_stop
+from adaptlab.models.generation import left_padded, truncate_at_stop
 
 # forward(adapter per row, **model inputs) -> model output with .logits and .cache
 Forward = Callable[..., object]
@@ -141,11 +141,7 @@ class Lane:
 
     def join(self, rows: list[Row]) -> list[tuple[Row, str]]:
         """Prefill `rows` (one left-padded batch), sample their first tokens, add them to the lane."""
-        width = max(len(r.prompt) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            ids[b, width - len(r.prompt):], mask[b, width - len(r.prompt):] = torch.tensor(r.prompt), 1
+        ids, mask = left_padded([list(r.prompt) for r in rows], 0, self.pad_id)
         out = self._run(rows, ids, mask, None)
         if self.cache is None:
             self.cache, self.mask = out.cache, mask

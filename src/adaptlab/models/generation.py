@@ -220,7 +220,7 @@ def _prefix_cache(model, tokens: tuple[int, ...], cached: dict) -> DynamicCache:
     return cached["cache"]
 
 
-def _layout(seqs: list[list[int]], plen: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(seqs: list[list[int]], plen: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows as [shared prefix | left padding | own suffix] with the attention mask that hides the padding."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -252,7 +252,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, st
         plen = min(functools.reduce(lambda n, s: _lcp(tuple(seqs[0]), tuple(s), n), seqs, len(seqs[0])),
                    min(len(s) for s in seqs) - 1)
         plen = plen if plen >= MIN_SHARED_PREFIX else 0
-        ids, mask = _layout(seqs, plen, pad_id)
+        ids, mask = left_padded(seqs, plen, pad_id)
         extra = {}
         if plen:
             extra["cache"] = _broadcast(_prefix_cache(model, tuple(seqs[0][:plen]), cached), len(seqs))
@@ -278,7 +278,7 @@ def sample_ids(model, prompts: list[list[int]], max_new_tokens: int, temperature
         raise ValueError(f"sampling needs temperature > 0, got {temperature}")
     out: list[list[int]] = []
     for i in range(0, len(prompts), batch_size):
-        ids, mask = _layout(prompts[i: i + batch_size], 0, pad_id)
+        ids, mask = left_padded(prompts[i: i + batch_size], 0, pad_id)
         with torch.inference_mode():
             gen = model.generate(input_ids=ids.to(model_device(model)), attention_mask=mask.to(model_device(model)),
                                  max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=None,
