@@ -164,18 +164,19 @@ class PairStats:
     """Pair-weighted means of per-pair values, kept apart for training and evaluation."""
 
     def __init__(self):
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, Tensor] = {}   # kept on the device: no host sync inside the loss
         self.count: dict[str, int] = {}
 
     def add(self, training: bool, **values: Tensor) -> None:
         prefix = "" if training else "eval_"
         for key, v in values.items():
             name = prefix + key
-            self.sums[name] = self.sums.get(name, 0.0) + float(v.float().sum())
+            total = v.detach().float().sum().double()   # as before: a float32 sum, accumulated in double
+            self.sums[name] = self.sums[name] + total if name in self.sums else total
             self.count[name] = self.count.get(name, 0) + v.numel()
 
     def pop(self) -> dict[str, float]:
-        out = {k: s / max(self.count[k], 1) for k, s in self.sums.items()}
+        out = {k: float(s) / max(self.count[k], 1) for k, s in self.sums.items()}
         self.sums.clear()
         self.count.clear()
         return out
