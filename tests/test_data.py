@@ -53,6 +53,19 @@ def test_csv_and_json_sources(tmp_path):
     assert load_records(str(js)) == [Instruction("a", "b")]
 
 
+def test_csv_rows_are_named_by_the_line_they_start_on(tmp_path):
+    """A quoted cell may span lines: the error names the bad row's own line, and an empty cell is missing."""
+    csv = tmp_path / "d.csv"
+    csv.write_text('instruction,input,output\n"Two\nlines",,ok\nSay hi,,\n')
+    with pytest.raises(RecordError, match=r"d\.csv:4.*output"):
+        load_records(str(csv))
+    csv.write_text('instruction,input,output\n"Two\nlines",,ok\nSay hi,x,y,extra\n')
+    with pytest.raises(RecordError, match=r"d\.csv:4: 4 cells but the header has 3"):
+        load_records(str(csv))
+    csv.write_text('instruction,input,output\n"Two\nlines",,ok\n')
+    assert load_records(str(csv)) == [Instruction("Two\nlines", "ok")]
+
+
 def test_builtin_sets_load_with_their_licenses():
     assert len(load_records("gsm8k-test")) == 1319
     assert len(load_records("alpaca-seed")) >= 175

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -51,19 +53,28 @@ def _read_json(path: Path, kind: str | None) -> list[Record]:
     return [to_record(row, f"{path}: item {i}", kind) for i, row in enumerate(data)]
 
 
-def _read_table(path: Path, kind: str | None) -> list[Record]:
+def _read_csv(path: Path, kind: str | None) -> list[Record]:
+    """One pass over the decoded text; a row is named by the line it starts on (quoted cells may span lines).
+    Empty cells read as missing, as pandas reads them."""
+    reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    records, start = [], reader.line_num + 1
+    for row in reader:
+        if None in row:
+            raise RecordError(f"{path}:{start}", f"{len(row[None]) + len(reader.fieldnames)} cells but the header "
+                                                 f"has {len(reader.fieldnames)}")
+        records.append(to_record({k: (v if v != "" else None) for k, v in row.items()}, f"{path}:{start}", kind))
+        start = reader.line_num + 1
+    return records
+
+
+def _read_parquet(path: Path, kind: str | None) -> list[Record]:
     import datasets
 
-    builder = "csv" if path.suffix == ".csv" else "parquet"
-    if builder == "csv":
-        read_utf8(path)   # an encoding error names the file and line, not a pandas traceback
-    table = datasets.load_dataset(builder, data_files=str(path), split="train")
-    first_line = 2 if builder == "csv" else 0  # CSV: line 1 is the header
-    where = "line" if builder == "csv" else "row"
-    return [to_record(dict(row), f"{path}: {where} {i + first_line}", kind) for i, row in enumerate(table)]
+    table = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    return [to_record(dict(row), f"{path}: row {i}", kind) for i, row in enumerate(table)]
 
 
-READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_table, ".parquet": _read_table}
+READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
 def load_records(source: str, kind: str | None = None, split: str = "train", limit: int | None = None) -> list[Record]:
