@@ -87,9 +87,18 @@ def judge_reward(spec: str) -> RewardFn:
     return reward_from_spec(spec)
 
 
+def task_reward(path: str) -> RewardFn:
+    """`task:REFERENCES.jsonl`: the task's own metric of each completion against its prompt's gold answer
+    (compare/reward.py; `adaptlab compare` writes the file for its rloo routes)."""
+    from adaptlab.compare.reward import reward_from_references
+
+    return reward_from_references(path)
+
+
 register_reward_kind("model", model_reward)
 register_reward_kind("callable", callable_reward)
 register_reward_kind("judge", judge_reward)
+register_reward_kind("task", task_reward)
 
 
 BREVITY_WORDS = 16
