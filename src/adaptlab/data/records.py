@@ -2,14 +2,16 @@
 
 Layouts understood: Alpaca ({instruction, input, output}), ShareGPT ({conversations: [{from, value}]}),
 OpenAI messages ({messages: [{role, content}]}), preference ({prompt, chosen, rejected} as text, trl's
-conversational layouts with message lists, or Anthropic's HH-RLHF transcripts {chosen, rejected}), classification ({text, label}) and multiple choice ({question, choices, answer}).
+conversational layouts with message lists, or Anthropic's HH-RLHF transcripts {chosen, rejected}), prompts only
+({prompt} as text or chat turns, for online RL), classification ({text, label}) and multiple choice ({question,
+choices, answer}).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class Preference:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """A prompt with no answer, for objectives that sample their own (rloo, ppo). Text or chat turns."""
+
+    prompt: str | list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Classification:
     text: str
     label: str
@@ -46,8 +55,8 @@ class MultipleChoice:
     answer: int
 
 
-Record = Union[Instruction, Chat, Preference, Classification, MultipleChoice]
-RECORD_KINDS: dict[str, type] = {"instruction": Instruction, "chat": Chat, "preference": Preference,
+Record = Instruction | Chat | Preference | Prompt | Classification | MultipleChoice
+RECORD_KINDS: dict[str, type] = {"instruction": Instruction, "chat": Chat, "preference": Preference, "prompt": Prompt,
                                  "classification": Classification, "multiple_choice": MultipleChoice}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
@@ -94,6 +103,8 @@ def detect_kind(row: dict) -> str:
         return "chat"
     if keys & {"chosen", "rejected"}:
         return "preference"
+    if "prompt" in keys:
+        return "prompt"
     if {"question", "choices", "answer"} <= keys:
         return "multiple_choice"
     if {"text", "label"} <= keys:
@@ -119,6 +130,8 @@ def to_record(row: Any, where: str, kind: str | None = None) -> Record:
         return Chat(_messages(row.get("conversations"), where, "from", "value", "conversations"))
     if kind == "preference":
         return _preference(row, where)
+    if kind == "prompt":
+        return _prompt(row, where)
     if kind == "classification":
         return Classification(text=_text(row, "text", where), label=str(row.get("label")))
     choices = row.get("choices")
@@ -130,6 +143,25 @@ def to_record(row: Any, where: str, kind: str | None = None) -> Record:
     if not isinstance(answer, int) or not 0 <= answer < len(choices):
         raise RecordError(where, f"field 'answer' must index 'choices' (0..{len(choices) - 1}), got {answer!r}")
     return MultipleChoice(question=_text(row, "question", where), choices=[str(c) for c in choices], answer=answer)
+
+
+def _prompt(row: dict, where: str) -> Prompt:
+    value = row.get("prompt")
+    if isinstance(value, list):
+        return Prompt(_messages(value, where, "role", "content", "prompt", need_answer=False))
+    text = _text(row, "prompt", where)
+    if not text.strip():
+        raise RecordError(where, "field 'prompt' is empty")
+    return Prompt(text)
+
+
+def require_responses(records: list[Record], objective: str) -> None:
+    """Refuse prompts-only records for an objective that learns from given responses (sft, reward, dpo)."""
+    n = sum(isinstance(r, Prompt) for r in records)
+    if n:
+        raise ValueError(f"objective {objective} learns from given responses, but {n} of {len(records)} records are "
+                         "prompts only ({\"prompt\": ...} rows, which feed the RL objectives rloo and ppo); give "
+                         "instruction/chat rows for sft or {prompt, chosen, rejected} pairs for reward and dpo")
 
 
 TRANSCRIPT_TURN = re.compile(r"\n\n(Human|Assistant):")

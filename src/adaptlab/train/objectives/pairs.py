@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from adaptlab.data.packing import Batch, collate_packed, pack
-from adaptlab.data.records import Preference, Record
+from adaptlab.data.records import Preference, Record, require_responses
 from adaptlab.data.templates import IGNORE, Example
 from adaptlab.train.losses import sequence_sums, token_logprobs
 from adaptlab.train.objectives.sft import decoder_and_head
@@ -143,12 +143,17 @@ def hidden_states(model: nn.Module, batch: PairBatch) -> Tensor:
     return hidden.flatten(0, 1)
 
 
+def target_logprobs(model: nn.Module, batch: PairBatch, hidden: Tensor | None = None) -> Tensor:
+    """log pi(y_t | x, y_<t) of every target token, [N], from `hidden` (`hidden_states`) when given."""
+    _, head = decoder_and_head(model)
+    h = (hidden_states(model, batch) if hidden is None else hidden)[batch.target_pos]
+    weight = head.weight if head.weight.dtype == h.dtype else head.weight.to(h.dtype)
+    return token_logprobs(h, weight, batch.targets)
+
+
 def sequence_logprobs(model: nn.Module, batch: PairBatch) -> Tensor:
     """log pi(y|x) of every sequence in the batch, [2P] (chosen at even, rejected at odd indices)."""
-    _, head = decoder_and_head(model)
-    h = hidden_states(model, batch)[batch.target_pos]
-    weight = head.weight if head.weight.dtype == h.dtype else head.weight.to(h.dtype)
-    return sequence_sums(token_logprobs(h, weight, batch.targets), batch.segment, len(batch.lengths))
+    return sequence_sums(target_logprobs(model, batch), batch.segment, len(batch.lengths))
 
 
 def batches_digest(batches: list[PairBatch], *parts: str) -> str:
@@ -190,6 +195,7 @@ class PairObjective:
         self.stats = PairStats()
 
     def batches(self, records: list[Record], tokenizer: PreTrainedTokenizerBase, cfg) -> list[PairBatch]:
+        require_responses(records, self.name)
         return pair_batches(records, tokenizer, cfg)
 
     def pop_stats(self) -> dict[str, float]:

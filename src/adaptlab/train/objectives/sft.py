@@ -14,6 +14,7 @@ import logging
 from torch import Tensor, nn
 
 from adaptlab.data.packing import Batch, collate_packed, collate_padded, pack
+from adaptlab.data.records import require_responses
 from adaptlab.data.templates import IGNORE, tokenize_record
 from adaptlab.train.losses import linear_cross_entropy
 from adaptlab.train.objectives.base import register
@@ -45,6 +46,7 @@ class SFT:
     name = "sft"
 
     def batches(self, records, tokenizer, cfg) -> list[Batch]:
+        require_responses(records, self.name)
         examples = [tokenize_record(r, tokenizer, max_len=cfg.seq_len) for r in records]
         examples = [e for e in examples if e.n_targets > 0]
         if not examples:
