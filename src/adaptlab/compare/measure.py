@@ -18,7 +18,8 @@ import torch
 
 from adaptlab.compare.stats import interval
 from adaptlab.eval.catalog import get_task
-from adaptlab.eval.runner import ProgressFactory, evaluate_task
+from adaptlab.eval.runner import ContextBuilder, ProgressFactory, evaluate_task
+from adaptlab.eval.tasks import Task
 
 
 @dataclass
@@ -35,13 +36,14 @@ class Score:
                 "seconds": round(self.seconds, 3)}
 
 
-def score_task(model, tokenizer, task: str, limit: int | None = None, shots: int | None = None,
-               chat_template: bool = True, progress: ProgressFactory | None = None) -> Score:
-    """Score `task` (a registry name or custom task YAML) through the one evaluation path, with a 95%
-    interval over its items."""
-    spec = get_task(task)
+def score_task(model, tokenizer, task: str | Task, limit: int | None = None, shots: int | None = None,
+               chat_template: bool = True, progress: ProgressFactory | None = None,
+               context_builder: ContextBuilder | None = None) -> Score:
+    """Score `task` (a registry name, custom task YAML or `Task`) through the one evaluation path, with a 95%
+    interval over its items; a route's `context_builder` (e.g. retrieved sources) builds the prompts."""
+    spec = get_task(task) if isinstance(task, str) else task
     protocol = spec.protocol(shots=shots, chat_template=chat_template, limit=limit, seed=0)
-    result = evaluate_task(model, tokenizer, spec, protocol, progress=progress)
+    result = evaluate_task(model, tokenizer, spec, protocol, context_builder, progress=progress)
     low, high = interval(result.per_sample())
     return Score(result.metric, result.score, 100 * low, 100 * high, result.n, result.seconds)
 
