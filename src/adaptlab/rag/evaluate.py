@@ -129,8 +129,7 @@ def evaluate(store: Store, embedder: Embedder, model, tokenizer, questions: Sequ
     results = {route: evaluate_task(model, tokenizer, t, Protocol(shots=0), build, batch_size=batch_size,
                                     progress=(lambda name, total: progress) if progress else None)
                for route, (t, build) in routes.items()}
-    n = max(len(questions), 1)
-    scores = {route: {name: sum(r.per_sample(m)) / n for name, m in QA_METRICS.items()} for route, r in results.items()}
+    scores = {route: {name: r.metrics[m] / 100 for name, m in QA_METRICS.items()} for route, r in results.items()}
     preds = {route: [s.answer for s in r.scored] for route, r in results.items()}
     rows = [{"id": q.id, "question": q.question, "answers": q.answers, **{route: p[i] for route, p in preds.items()},
              "retrieved": [h.chunk.source for h in top[q.id]], "gold_retrieved": q.source in [h.chunk.source for h in top[q.id]]}
