@@ -74,7 +74,7 @@ def test_report_agreement_and_preferences(tmp_path):
     assert (r.pairs, r.decided, r.human_pairs, r.agreement, r.flip_rate) == (3, 3, 2, 0.5, 0.0)
     rows = preferences(records, "helpful")
     assert rows[1] == {"prompt": "q2", "chosen": "good one", "rejected": "meh", "annotator": "judge:scripted",
-                       "criteria": "helpful"}
+                       "criteria": "helpful", "p_chosen": 1.0}
 
 
 def test_resume_asks_nothing_twice_and_survives_a_torn_line(tmp_path):
@@ -145,7 +145,7 @@ def test_unreachable_endpoint_stops_with_verdicts_saved(tmp_path):
     with pytest.raises(JudgeUnavailable, match="3 attempts"):
         judge_pairs(ITEMS, judge, "crit", state, batch=1)
     saved = [json.loads(line) for line in state.read_text().splitlines()]
-    assert [s["prompt"] for s in saved] == ["q1"] and saved[0]["verdict"] == "x"
+    assert [s["prompt"] for s in saved] == ["q1"] and (saved[0]["first"], saved[0]["second"]) == ("A", "B")
 
 
 def test_local_judge_scores_both_letters(tiny):

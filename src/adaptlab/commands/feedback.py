@@ -79,8 +79,9 @@ def stats_cmd(db: Path = DB) -> None:
         table.add_row(name, *(str(counts[c]) for c in CHOICES), str(sum(counts.values())))
     console.print(table)
     agreement = f"{stats.agreement:.1%}" if stats.agreement is not None else "- (no pair has two annotators)"
-    console.print(f"tie or both-bad rate {stats.tie_rate:.1%}; inter-annotator agreement {agreement} "
-                  f"over {stats.overlapping_pairs} shared pairs")
+    kappa = "-" if stats.kappa is None else f"{stats.kappa:.3f}"
+    console.print(f"tie or both-bad rate {stats.tie_rate:.1%}; inter-annotator agreement {agreement}, Cohen's kappa "
+                  f"{kappa}, over {stats.overlapping_pairs} shared pairs")
 
 
 @feedback_app.command("judge")
@@ -92,10 +93,16 @@ def judge_cmd(pairs: str = typer.Option(..., "--pairs", help="JSONL pairs ({prom
               criteria: str = typer.Option("helpful", "--criteria", help="helpful | harmless | a text file"),
               out: Path = typer.Option(Path("judged.jsonl"), "--out", help="the judge's preference JSONL"),
               model: str = typer.Option(None, "--model", help="model name sent to the endpoint (or ADAPTLAB_JUDGE_MODEL)"),
-              batch: int = typer.Option(8, help="pairs per judge call")) -> None:
-    """Judge each pair in both orders (a disagreement is a tie), write the decided ones as preference rows,
-    and report the position-flip rate and the agreement with human votes where the pairs carry them."""
+              batch: int = typer.Option(8, help="pairs per judge call"),
+              order_rule: str = typer.Option("fastchat", "--order-rule", help="fastchat: a disagreement between the "
+                                             "two orders is a tie; average: P(A) averaged over both orders (RLAIF)"),
+              scoring: str = typer.Option("letters", "--scoring", help="letters: the verdict letter's likelihood; "
+                                          "contrastive: log p(answer | criterion, prompt) - log p(answer | prompt)")) -> None:
+    """Judge each pair in both orders (combined by --order-rule), write the decided ones as preference rows,
+    and report the position-flip rate and the agreement (percent, Cohen's kappa) with human votes where the
+    pairs carry them."""
     from adaptlab.feedback.judge import (
+        ORDER_RULES,
         JudgeUnavailable,
         criteria_text,
         judge_pairs,
@@ -105,15 +112,18 @@ def judge_cmd(pairs: str = typer.Option(..., "--pairs", help="JSONL pairs ({prom
         report,
     )
     from adaptlab.feedback.store import write_jsonl
+    from adaptlab.registry import lookup
 
     state = out.with_name(out.name + ".verdicts")
     with _clear_errors():
         items, text = load_pairs(pairs, limit), criteria_text(criteria)
-        backend = make_backend(judge, model)
+        lookup(ORDER_RULES, order_rule, "order rule")
+        backend = make_backend(judge, model, scoring=scoring, criteria=criteria)
     with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("judge", total=len(items))
         try:
-            records = judge_pairs(items, backend, text, state, batch=batch, progress=lambda n: bar.advance(task, n))
+            records = judge_pairs(items, backend, text, state, batch=batch, progress=lambda n: bar.advance(task, n),
+                                  order_rule=order_rule)
         except JudgeUnavailable as e:
             err.print(f"[red]error:[/red] {escape(str(e))}\nverdicts so far are saved in {state}; "
                       "run the same command again to resume")
@@ -130,9 +140,9 @@ def _render_report(r) -> None:
         return "-" if x is None else f"{x:.1%}"
 
     table = Table("pairs", "decided", "ties", "invalid replies", "position flips", "human pairs",
-                  "agreement (w/o tie)", "agreement (w/ tie)", title="judge report")
+                  "agreement (w/o tie)", "agreement (w/ tie)", "kappa", title=f"judge report ({r.order_rule} rule)")
     table.add_row(str(r.pairs), str(r.decided), str(r.ties), str(r.invalid), pct(r.flip_rate), str(r.human_pairs),
-                  pct(r.agreement), pct(r.agreement_with_ties))
+                  pct(r.agreement), pct(r.agreement_with_ties), "-" if r.kappa is None else f"{r.kappa:.3f}")
     console.print(table)
 
 

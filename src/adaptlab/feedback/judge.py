@@ -1,13 +1,25 @@
 """An AI judge for RLAIF (Lee et al. 2023, "RLAIF: Scaling Reinforcement Learning from Human Feedback with
 AI Feedback", arXiv:2309.00267): an LLM compares two answers in place of a person.
 
-Position bias is cancelled as in FastChat's pairwise judge (Zheng et al. 2023, "Judging LLM-as-a-Judge",
-arXiv:2306.05685): every pair is judged in both orders, (x, y) and (y, x); a pair is won only when both
-orders pick the same answer, and any disagreement (a position flip) or undecided answer is a tie.
+Every pair is judged in both orders, (x, y) and (y, x), and an order rule combines the two so position bias
+cancels:
+
+- `fastchat` (default; FastChat's pairwise judge, Zheng et al. 2023, "Judging LLM-as-a-Judge",
+  arXiv:2306.05685): a pair is won only when both orders pick the same answer; any disagreement (a position
+  flip) or undecided answer is a tie.
+- `average` (the RLAIF paper's rule, Lee et al. 2023 sec. 2.2): the judge's preference probabilities are
+  averaged over the two orders, a soft preference for x
+
+      p_x = (P_1(A) + (1 - P_2(A))) / 2,   P_i(A) = P(A) / (P(A) + P(B)) with x shown as A in order 1, as B in 2
+
+  and x wins when p_x > 1/2, y when p_x < 1/2 (exactly 1/2 is a tie). A judge that always picks one slot
+  has P_2(A) = P_1(A), so p_x = 1/2 whatever that bias, and only its order-free part remains.
 
 Backends: a local adaptlab model reads the judge prompt and the verdict is whichever of "A" / "B" has the
-higher log-likelihood as its reply; an OpenAI-compatible endpoint is asked for a one-letter reply, which
-is parsed as A, B or tie, anything else counting as an (invalid) tie. Verdicts are appended to a state
+higher log-likelihood as its reply (P(A) is the softmax over the two); an OpenAI-compatible endpoint is asked
+for a one-letter reply, which is parsed as A, B or tie, anything else counting as an (invalid) tie (as a
+probability: A 1, B 0, anything else 1/2). A backend may instead score a pair without showing it in any
+order (`pair_probabilities`, e.g. feedback/contrastive.py); both orders then agree by construction. Verdicts are appended to a state
 file as they come, so an interrupted run resumes without asking again.
 """
 
@@ -15,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -25,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from adaptlab.feedback.agreement import pair_kappa
 from adaptlab.models.generation import loglikelihoods
 from adaptlab.registry import lookup
 
@@ -81,11 +95,38 @@ def combine(first: str, second: str) -> tuple[str, bool]:
     return "tie", bool(a and b)
 
 
+def soft_preference(p_first: float, p_second: float) -> float:
+    """p_x = (P_1(A) + 1 - P_2(A)) / 2: the preference for x averaged over both orders (Lee et al. 2023)."""
+    return (p_first + 1.0 - p_second) / 2
+
+
+def fastchat_rule(rec: dict) -> str:
+    return combine(rec["first"], rec["second"])[0]
+
+
+def average_rule(rec: dict) -> str:
+    p = rec["p_x"]
+    return "x" if p > 0.5 else "y" if p < 0.5 else "tie"
+
+
+ORDER_RULES: dict[str, Callable[[dict], str]] = {"fastchat": fastchat_rule, "average": average_rule}
+LETTER_P = {"A": 1.0, "B": 0.0}   # P(A) of a one-letter reply; tie or invalid: 1/2
+
+
 class Backend(Protocol):
     name: str
 
     def verdicts(self, prompts: list[str]) -> list[str]:
         """'A' | 'B' | 'tie' | 'invalid' for each judge prompt."""
+
+
+def scored(backend: Backend, prompts: list[str]) -> list[tuple[str, float]]:
+    """(verdict letter, P(A)) per judge prompt: from the backend's probabilities when it has them, else from
+    its letters (A 1, B 0, anything else 1/2)."""
+    probabilities = getattr(backend, "probabilities", None)
+    if probabilities is None:
+        return [(v, LETTER_P.get(v, 0.5)) for v in backend.verdicts(prompts)]
+    return [("A" if p >= 0.5 else "B", p) for p in probabilities(prompts)]
 
 
 class JudgeUnavailable(RuntimeError):
@@ -101,16 +142,25 @@ class LocalJudge:
     batch_size: int = 8
 
     def verdicts(self, prompts: list[str]) -> list[str]:
+        return ["A" if p >= 0.5 else "B" for p in self.probabilities(prompts)]
+
+    def probabilities(self, prompts: list[str]) -> list[float]:
+        """P(A) = sigmoid(log p("A") - log p("B")): the reply's probability renormalised over the two letters."""
         contexts = [self._chat(p) for p in prompts]
         scores = loglikelihoods(self.model, self.tokenizer, [(c, letter) for c in contexts for letter in ("A", "B")],
                                 batch_size=self.batch_size)
-        return ["A" if scores[2 * i][0] >= scores[2 * i + 1][0] else "B" for i in range(len(prompts))]
+        return [sigmoid(scores[2 * i][0] - scores[2 * i + 1][0]) for i in range(len(prompts))]
 
     def _chat(self, prompt: str) -> str:
         if getattr(self.tokenizer, "chat_template", None) is None:
             return prompt + "\nAnswer:"
         return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                   add_generation_prompt=True)
+
+
+def sigmoid(z: float) -> float:
+    """1 / (1 + e^-z), without overflow for large |z|."""
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
 
 
 @dataclass
@@ -212,9 +262,11 @@ def read_pairs(path: str | Path) -> list[Item]:
 
 
 def judge_pairs(items: list[Item], backend: Backend, criteria: str, state: str | Path, batch: int = 8,
-                progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Judge every item in both orders; each verdict is appended to `state` at once, and items already
-    there are not asked again. Raises JudgeUnavailable with everything judged so far saved."""
+                progress: Callable[[int], None] | None = None, order_rule: str = "fastchat") -> list[dict]:
+    """Judge every item in both orders and combine them by `order_rule` (fastchat | average); each item's two
+    replies are appended to `state` at once, and items already there are not asked again (the rule is applied
+    on reading, so another rule reuses them). Raises JudgeUnavailable with everything judged so far saved."""
+    rule = lookup(ORDER_RULES, order_rule, "order rule")
     state = Path(state)
     done = _read_state(state)
     todo = [it for it in items if it.key not in done]
@@ -224,21 +276,38 @@ def judge_pairs(items: list[Item], backend: Backend, criteria: str, state: str |
     with state.open("a", encoding="utf-8") as f:
         for start in range(0, len(todo), batch):
             chunk = todo[start: start + batch]
-            prompts = [JUDGE_PROMPT.format(criteria=criteria, prompt=it.prompt, a=a, b=b)
-                       for it in chunk for a, b in ((it.x, it.y), (it.y, it.x))]
-            replies = backend.verdicts(prompts)
-            for i, it in enumerate(chunk):
-                first, second = replies[2 * i], replies[2 * i + 1]
-                verdict, flipped = combine(first, second)
+            for it, (first, second) in zip(chunk, _both_orders(backend, criteria, chunk)):
                 done[it.key] = {"key": it.key, "prompt": it.prompt, "x": it.x, "y": it.y, "human": it.human,
-                                "first": first, "second": second, "verdict": verdict, "flipped": flipped,
+                                "first": first[0], "second": second[0], "p_first": first[1], "p_second": second[1],
                                 "judge": backend.name}
                 f.write(json.dumps(done[it.key], ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
             if progress:
                 progress(len(chunk))
-    return [done[it.key] for it in items]
+    return [_decide(done[it.key], rule, order_rule) for it in items]
+
+
+def _both_orders(backend: Backend, criteria: str, items: list[Item]) -> list[tuple[tuple[str, float], ...]]:
+    """((letter, P(A)) with x shown as A, (letter, P(A)) with y shown as A) per item."""
+    pair_probabilities = getattr(backend, "pair_probabilities", None)
+    if pair_probabilities is not None:   # order-free: both orders agree by construction
+        return [(("A" if p >= 0.5 else "B", p), ("B" if p >= 0.5 else "A", 1 - p)) for p in pair_probabilities(items)]
+    prompts = [JUDGE_PROMPT.format(criteria=criteria, prompt=it.prompt, a=a, b=b)
+               for it in items for a, b in ((it.x, it.y), (it.y, it.x))]
+    replies = scored(backend, prompts)
+    return [(replies[2 * i], replies[2 * i + 1]) for i in range(len(items))]
+
+
+def _decide(raw: dict, rule: Callable[[dict], str], order_rule: str) -> dict:
+    """A stored item with its soft preference p_x, its verdict under `rule` and whether the judge flipped."""
+    rec = dict(raw)
+    rec.setdefault("p_first", LETTER_P.get(rec["first"], 0.5))     # states written before probabilities were kept
+    rec.setdefault("p_second", LETTER_P.get(rec["second"], 0.5))
+    rec["p_x"] = soft_preference(rec["p_first"], rec["p_second"])
+    rec["flipped"] = combine(rec["first"], rec["second"])[1]
+    rec["verdict"], rec["order_rule"] = rule(rec), order_rule
+    return rec
 
 
 def _read_state(path: Path) -> dict[str, dict]:
@@ -264,15 +333,19 @@ class JudgeReport:
     human_pairs: int                   # pairs with a human vote
     agreement: float | None            # judge == human, over pairs the judge decided
     agreement_with_ties: float | None  # judge == human, a judge tie counting as disagreement
+    kappa: float | None = None         # Cohen's kappa judge vs human, a tie as a third label (agreement.pair_kappa)
+    order_rule: str = "fastchat"
 
 
 def report(records: Iterable[dict]) -> JudgeReport:
-    """Counts, position-flip rate and agreement with human votes (MT-Bench's 'w/o tie' and 'w/ tie')."""
+    """Counts, position-flip rate and agreement with human votes (MT-Bench's 'w/o tie' and 'w/ tie', and
+    Cohen's kappa)."""
     records = list(records)
     human = [r for r in records if r["human"]]
     decided_h = [r for r in human if r["verdict"] != "tie"]
     agree = sum(r["verdict"] == r["human"] for r in human)
-    return JudgeReport(
+    return JudgeReport(kappa=pair_kappa([r["verdict"] for r in human], [r["human"] for r in human]),
+                       order_rule=records[0].get("order_rule", "fastchat") if records else "fastchat",
         pairs=len(records), decided=sum(r["verdict"] != "tie" for r in records),
         ties=sum(r["verdict"] == "tie" for r in records),
         invalid=sum((r["first"] == "invalid") + (r["second"] == "invalid") for r in records),
@@ -284,7 +357,9 @@ def report(records: Iterable[dict]) -> JudgeReport:
 def preferences(records: Iterable[dict], criteria: str) -> list[dict]:
     """The judge's decided verdicts as the same preference rows the feedback page exports."""
     return [{"prompt": r["prompt"], "chosen": r[r["verdict"]], "rejected": r["y" if r["verdict"] == "x" else "x"],
-             "annotator": f"judge:{r['judge']}", "criteria": criteria} for r in records if r["verdict"] != "tie"]
+             "annotator": f"judge:{r['judge']}", "criteria": criteria,
+             "p_chosen": round(r["p_x"] if r["verdict"] == "x" else 1 - r["p_x"], 4)}
+            for r in records if r["verdict"] != "tie"]
 
 
 @dataclass
@@ -306,15 +381,28 @@ class JudgeReward:
         return [score[combine(replies[2 * i], replies[2 * i + 1])[0]] for i in range(len(prompts))]
 
 
-def make_backend(spec: str, endpoint_model: str | None = None, dtype: str = "auto") -> Backend:
+SCORINGS = {"letters": "the verdict letter's likelihood after the judge prompt (both orders)",
+            "contrastive": "log p(answer | criterion, prompt) - log p(answer | prompt) (feedback/contrastive.py)"}
+
+
+def make_backend(spec: str, endpoint_model: str | None = None, dtype: str = "auto", scoring: str = "letters",
+                 criteria: str = "helpful") -> Backend:
     """An http(s) URL is an OpenAI-compatible endpoint (model from `endpoint_model` or ADAPTLAB_JUDGE_MODEL);
-    anything else is an adaptlab model reference loaded locally."""
+    anything else is an adaptlab model reference loaded locally, judging by `scoring` (see SCORINGS; the
+    contrastive one reads `criteria`: helpful | harmless | a file)."""
+    lookup(SCORINGS, scoring, "judge scoring")
     if spec.startswith(("http://", "https://")):
+        if scoring != "letters":
+            raise ValueError(f"an endpoint judge replies with letters; scoring {scoring!r} needs a local model")
         model = endpoint_model or os.environ.get("ADAPTLAB_JUDGE_MODEL") or HttpJudge.model
         return HttpJudge(spec, model=model)
     from adaptlab.models import load_model
 
     loaded = load_model(spec, dtype=dtype)
+    if scoring == "contrastive":
+        from adaptlab.feedback.contrastive import ContrastiveJudge, instruction_text
+
+        return ContrastiveJudge(loaded.model, loaded.tokenizer, instruction_text(criteria), name=f"contrastive:{spec}")
     return LocalJudge(loaded.model, loaded.tokenizer, name=spec)
 
 

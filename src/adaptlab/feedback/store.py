@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from adaptlab.feedback.agreement import cohen_kappa
+
 CHOICES = ("A", "B", "tie", "both_bad")
 
 SCHEMA = """
@@ -61,6 +63,7 @@ class Stats:
     tie_rate: float                       # (tie + both bad) / votes
     overlapping_pairs: int                # pairs voted on by two or more annotators
     agreement: float | None               # share of annotator pairs on those pairs that chose the same
+    kappa: float | None = None            # Cohen's kappa over the same annotator pairs (feedback/agreement.py)
 
 
 class VoteConflict(ValueError):
@@ -154,19 +157,22 @@ class FeedbackStore:
         return out
 
     def stats(self) -> Stats:
-        """Votes per annotator and choice, the tie rate, and percent agreement where annotators overlap."""
+        """Votes per annotator and choice, the tie rate, and percent agreement and Cohen's kappa where
+        annotators overlap (every two annotators of a pair are one rated item)."""
         rows = self._votes()
         per: dict[str, dict[str, int]] = {}
-        by_pair: dict[int, list[str]] = {}
+        by_pair: dict[int, list[tuple[str, str]]] = {}
         for v in rows:
             counts = per.setdefault(v["annotator"], dict.fromkeys(CHOICES, 0))
             counts[v["choice"]] += 1
-            by_pair.setdefault(v["pair_id"], []).append(v["choice"])
-        overlap = [c for c in by_pair.values() if len(c) > 1]
-        same = [x == y for c in overlap for x, y in combinations(c, 2)]
+            by_pair.setdefault(v["pair_id"], []).append((v["annotator"], v["choice"]))
+        overlap = [sorted(c) for c in by_pair.values() if len(c) > 1]
+        # rater 1 / rater 2 by annotator name, so with two annotators this is exactly their Cohen's kappa
+        rated = [(x[1], y[1]) for c in overlap for x, y in combinations(c, 2)]
         ties = sum(1 for v in rows if v["choice"] in ("tie", "both_bad"))
         return Stats(votes=per, tie_rate=ties / len(rows) if rows else 0.0, overlapping_pairs=len(overlap),
-                     agreement=sum(same) / len(same) if same else None)
+                     agreement=sum(x == y for x, y in rated) / len(rated) if rated else None,
+                     kappa=cohen_kappa([x for x, _ in rated], [y for _, y in rated]))
 
 
 def _pair(row: sqlite3.Row) -> Pair:
