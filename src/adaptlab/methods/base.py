@@ -82,6 +82,11 @@ def get_method(name: str) -> Method:
     return lookup(METHODS, name, "method")
 
 
+def base_model_of(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def count_footprint(model: nn.Module) -> Footprint:
     """Count parameters and bytes. Packed low-bit buffers count as the weights they stand for."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from adaptlab.methods.artifact import load_artifact, read_artifact_meta, resolve_artifact
+from adaptlab.methods.base import base_model_of
 from adaptlab.methods.fidelity import (
     DEFAULT_THRESHOLD,
     SAMPLE_PROMPTS,
@@ -129,7 +130,7 @@ def check_gguf(trained: list, tokenizer, path: Path, quant: str) -> Drift:
 def untie_if_adapted(model) -> None:
     """An adapter on the embedding or lm_head of a tied model: give lm_head its own copy before merging,
     so the merge changes only the layer that was trained and both are exported whole."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model_of(model)
     touched = {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if hasattr(m, "base_layer") or
                hasattr(m, "modules_to_save")}
     if base.config.tie_word_embeddings and touched & {"embed_tokens", "lm_head"}:

@@ -25,8 +25,8 @@ from peft import get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from adaptlab.methods.base import MethodConfig, register
-from adaptlab.methods.qlora import QLoRA, base_model_of
+from adaptlab.methods.base import MethodConfig, base_model_of, register
+from adaptlab.methods.qlora import QLoRA
 from adaptlab.quant.groupwise import check_groupwise, quantize_groupwise
 from adaptlab.quant.layers import FORMATS, Quantizer, QuantLinear, quantize_model
 from adaptlab.quant.loftq import loftq

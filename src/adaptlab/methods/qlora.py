@@ -29,17 +29,12 @@ from peft import PeftModel, get_peft_model
 from peft.tuners.lora import Linear as LoraLinear
 from torch import nn
 
-from adaptlab.methods.base import MethodConfig, check_rank, check_targets, register
+from adaptlab.methods.base import MethodConfig, base_model_of, check_rank, check_targets, register
 from adaptlab.methods.lora import LoRA
 from adaptlab.quant.layers import Quantizer, QuantLinear, dequantize_model, quantize_model
 from adaptlab.quant.nf4 import quantize_nf4
 
 log = logging.getLogger(__name__)
-
-
-def base_model_of(model: nn.Module) -> nn.Module:
-    """The transformers model under a peft wrapper (or the model itself)."""
-    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
 def make_optimizer(params: Iterable[nn.Parameter], lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0,

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from adaptlab.methods.base import base_model_of
 from adaptlab.models.device import cpu_kind
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def want_compile(setting: bool | str, device: torch.device) -> bool:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a causal LM (through peft wrappers)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = base_model_of(model)
     layers = getattr(getattr(inner, "model", inner), "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise TypeError(f"{type(inner).__name__} has no `model.layers`: compile and activation checkpointing "
@@ -72,7 +73,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 def enable_checkpointing(model: nn.Module) -> None:
     """Recompute each decoder layer's activations in backward (non-reentrant: frozen inputs are fine)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = base_model_of(model)
     enable = getattr(inner, "activation_checkpointing_enable", None)
     if enable is not None:
         enable({"use_reentrant": False})

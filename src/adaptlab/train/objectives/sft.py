@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from adaptlab.data.packing import Batch, collate_packed, collate_padded, pack
 from adaptlab.data.records import require_responses
 from adaptlab.data.templates import IGNORE, tokenize_record
+from adaptlab.methods.base import base_model_of
 from adaptlab.train.losses import linear_cross_entropy
 from adaptlab.train.objectives.base import register
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """The transformer body and the output projection of a causal LM, through peft wrappers."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = base_model_of(model)
     return inner.model, inner.get_output_embeddings()
 
 
