@@ -57,7 +57,9 @@ class RLOOConfig(Strict):
     k: int = Field(4, ge=2, description="samples per prompt (the leave-one-out group)")
     max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(1.0, gt=0)
-    kl_coef: float = Field(0.05, ge=0, description="beta of the k1 KL penalty to the reference, in the reward")
+    kl_coef: float = Field(0.05, ge=0, description="beta of the KL penalty to the reference, in the reward")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="per-token KL estimate summed over the answer: "
+                                              "k1 = log pi - log pi_ref, k3 = (r - 1) - log r >= 0 (r = pi_ref/pi)")
     normalize_advantages: bool = Field(False, description="whiten the advantages over the batch (as trl's option)")
 
 

@@ -183,6 +183,7 @@ class Trainer:
     def step_batches(self, step: int) -> list:
         """This process's micro-batches for `step`, from an epoch-wise seeded shuffle of all batches."""
         n, per_step = len(self.train_batches), self.cfg.grad_accum * self.world.size
+        step //= getattr(self.objective, "steps_per_batch", 1)   # PPO: one rollout serves several optimizer steps
         picked = []
         for j in range(per_step):
             pos = step * per_step + j
@@ -275,7 +276,10 @@ class Trainer:
                     logger.log({k: v for k, v in metrics.__dict__.items() if v is not None} | objective_stats)
                 if self.on_step and self.world.is_main:
                     self.on_step(metrics)
-                if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps:
+                saving = (cfg.save_every and done % cfg.save_every == 0) or done == cfg.max_steps
+                if (saving or eval_loss is not None) and self.world.is_main and hasattr(self.objective, "draw"):
+                    self.objective.draw()   # RL curves, drawn by one process at evaluations, saves and the end
+                if saving:
                     self.save(done)
             result.peak_mb = peak_memory_mb(self.device)
             model = self.unsharded_model()

@@ -3,14 +3,17 @@ arXiv:2402.14740; as trl's RLOOTrainer).
 
 Every micro-batch of prompts is rolled out first (train/objectives/rollout.py): k samples per prompt from the
 current policy, scored by the reward function `rloo.reward`, with their log-probs under the frozen reference.
-The reward carries a sequence-level KL penalty (k1 estimator, as the paper and trl):
+The reward carries a sequence-level KL penalty, the sum over the answer's tokens of a per-token estimate (k1 by
+default, as the paper and trl: then it is log pi(y_i|x) - log pi_ref(y_i|x); `rloo.kl_estimator: k3` for the
+non-negative, lower-variance one, train/losses.kl_estimate):
 
-    R_i = r_i - beta (log pi(y_i|x) - log pi_ref(y_i|x)),    A_i = R_i - 1/(k-1) sum_{j != i} R_j
+    R_i = r_i - beta sum_t kl_t(y_i),    A_i = R_i - 1/(k-1) sum_{j != i} R_j
 
 and one policy-gradient step on  L = -sum_i A_i log pi(y_i|x)  (each rollout is used once, so trl's clipped
 ratio is 1 and this is its loss). Logged per step (and as `eval_*` on held-out prompts): mean reward, the
 sequence KL to the reference, the response length in tokens and an entropy estimate (the mean negative
-log-prob of the sampled tokens); `rl_curves.png` in the run directory plots them.
+log-prob of the sampled tokens); `rl_curves.png` in the run directory plots them, drawn by the main process at
+evaluations, checkpoints and the end (the loop's `draw` hook).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from adaptlab.train.losses import rloo_advantages
+from adaptlab.train.losses import kl_estimate, rloo_advantages, sequence_sums
 from adaptlab.train.objectives.base import register
-from adaptlab.train.objectives.pairs import PairStats, sequence_logprobs
+from adaptlab.train.objectives.pairs import PairStats, target_logprobs
 from adaptlab.train.objectives.rollout import PromptBatch, frozen_reference, plot_curves, prompt_batches, rollout
 from adaptlab.train.rewards import load_reward
 
@@ -58,8 +61,10 @@ class RLOO:
         c = self.cfg
         roll = rollout(model, self.reference, self.tokenizer, batch, self.reward, c.k, c.max_new_tokens,
                        c.temperature, self.seq_len)
-        logps = sequence_logprobs(model, roll.batch).float()
-        kl = logps.detach() - roll.ref_logps
+        token_logps = target_logprobs(model, roll.batch).float()
+        segment, n = roll.batch.segment, len(roll.batch.lengths)
+        logps = sequence_sums(token_logps, segment, n)
+        kl = sequence_sums(kl_estimate(token_logps.detach(), roll.ref_token_logps, c.kl_estimator), segment, n)
         advantages = rloo_advantages(roll.rewards - c.kl_coef * kl, c.k, c.normalize_advantages)
         lengths = roll.batch.lengths.float()
         self.stats.add(model.training, reward=roll.rewards, kl=kl, length=lengths,
@@ -70,8 +75,12 @@ class RLOO:
         stats = self.stats.pop()
         if "reward" in stats:
             self.history.append(stats)
-            plot_curves(self.history, self.curves)
         return stats
+
+    def draw(self) -> None:
+        """Plot the curves so far (the loop calls this on the main process at evaluations, saves and the end)."""
+        if self.history:
+            plot_curves(self.history, self.curves)
 
     def size(self, batch: PromptBatch) -> int:
         return len(batch.ids) * self.cfg.k

@@ -1,12 +1,12 @@
 """Rollouts for online RL: prompts sampled k times by the current policy, scored by a reward function.
 
-Prompts come from any record that has one: a preference pair's prompt (e.g. builtin `hh-rlhf-harmless`), an
-instruction (with its input; the output is ignored, so a prompts file is JSONL of {"instruction": ...,
-"output": ""}), or a chat's turns before its last assistant answer. Each is rendered through the chat template
-(plain text when the tokenizer has none) exactly as the preference objectives render prompts. A rollout packs
-the k samples of every prompt (adjacent) into a `PairBatch`, so their log-probs come from the same fused
-`sequence_logprobs` as DPO's; the reference policy is the adapter switched off, or a frozen copy for full
-fine-tuning.
+Prompts come from any record that has one: a prompts-only row (`{"prompt": ...}`, text or chat turns, in
+JSONL/JSON/CSV/Parquet), a preference pair's prompt (e.g. builtin `hh-rlhf-harmless`), an instruction (with its
+input; the output is ignored) or a chat's turns before its last assistant answer. Each is rendered through the
+chat template (plain text when the tokenizer has none) exactly as the preference objectives render prompts. A
+rollout packs the k samples of every prompt (adjacent) into a `PairBatch`, so their log-probs come from the same
+fused code as DPO's (`target_logprobs`); the reference policy is the adapter switched off, or a frozen copy for
+full fine-tuning, and its log-probs are kept per answer token (the KL estimators work per token).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from adaptlab.data.records import Chat, Instruction, Preference, Record
+from adaptlab.data.records import Chat, Instruction, Preference, Prompt, Record
+from adaptlab.data.templates import to_messages
 from adaptlab.models.generation import sample_ids
+from adaptlab.train.losses import sequence_sums
 from adaptlab.train.objectives.dpo import reference_context
-from adaptlab.train.objectives.pairs import PairBatch, collate_pairs, render_responses, response_example, sequence_logprobs
+from adaptlab.train.objectives.pairs import PairBatch, collate_pairs, render_responses, response_example, target_logprobs
 from adaptlab.train.rewards import RewardFn
 
 
@@ -40,19 +42,24 @@ class PromptBatch:
 class Rollout:
     batch: PairBatch               # prompt + sample sequences, the k samples of a prompt adjacent
     rewards: Tensor                # [P * k] reward-function scores
-    ref_logps: Tensor              # [P * k] log pi_ref(y|x)
+    ref_token_logps: Tensor        # [N] log pi_ref(y_t | x, y_<t) of every answer token (batch.targets)
+
+    @property
+    def ref_logps(self) -> Tensor:
+        """[P * k] log pi_ref(y|x)."""
+        return sequence_sums(self.ref_token_logps, self.batch.segment, len(self.batch.lengths))
 
 
 def record_prompt(record: Record) -> str | list[dict[str, str]]:
     """The prompt a record asks."""
-    if isinstance(record, Preference):
+    if isinstance(record, (Prompt, Preference)):
         return record.prompt
     if isinstance(record, Instruction):
-        return f"{record.instruction}\n\n{record.input}" if record.input else record.instruction
+        return to_messages(record)[0]["content"]   # the user turn SFT renders (instruction + input)
     if isinstance(record, Chat):
         last = max((i for i, t in enumerate(record.messages) if t["role"] == "assistant"), default=len(record.messages))
         return record.messages[:last]
-    raise TypeError(f"RL objectives need records with a prompt (preference, instruction or chat), "
+    raise TypeError(f"RL objectives need records with a prompt (prompt, preference, instruction or chat), "
                     f"got {type(record).__name__}")
 
 
@@ -85,10 +92,10 @@ def rollout(model: nn.Module, reference: nn.Module | None, tokenizer, batch: Pro
         examples = [response_example(p, s, seq_len) for p, s in zip(prompt_ids, samples)]
         packed = collate_pairs(examples, seq_len, tokenizer.pad_token_id).to(next(model.parameters()).device)
         if reference is not None:
-            ref = sequence_logprobs(reference, packed)
+            ref = target_logprobs(reference, packed)
         else:
             with reference_context(model):
-                ref = sequence_logprobs(model, packed)
+                ref = target_logprobs(model, packed)
     finally:
         model.train(was_training)
     batch.rollout_tokens = packed.rows.n_real_tokens
@@ -98,16 +105,16 @@ def rollout(model: nn.Module, reference: nn.Module | None, tokenizer, batch: Pro
 CURVES = ("reward", "kl", "length", "entropy")
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    """One panel per logged RL quantity against the step, written atomically to `path` (PNG)."""
+def plot_curves(history: list[dict[str, float]], path: Path, keys: tuple[str, ...] = CURVES) -> None:
+    """One panel per logged RL quantity in `keys` against the step, written atomically to `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3))
     steps = range(1, len(history) + 1)
-    for ax, key in zip(axes, CURVES):
+    for ax, key in zip(axes, keys):
         ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".")
         ax.set_title(key)
         ax.set_xlabel("step")
