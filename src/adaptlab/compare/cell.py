@@ -2,7 +2,8 @@
 
 `run_spec(SPEC.json, conn)` is the process's whole life: the runner forks it from a fork server that
 has already imported torch, transformers and peft (seconds saved per cell, nothing else shared). The
-spec says what to do: `prompt` scores the base model with a prompt, `train` trains a route, reloads
+spec says what to do: `prompt` scores the base model with a prompt, `rag` with sources retrieved from the
+task's corpus (compare/rag.py), `train` trains a route, reloads
 its artifact as `adaptlab eval` would and measures it, `warmup` times a few steps of each training
 route. Progress goes through `conn` as dicts; the record is written atomically to `spec["out"]`; stderr
 goes to `stderr.log` beside the spec. Any exception ends the process with a non-zero status and its
@@ -64,6 +65,39 @@ def run_prompt(spec: dict, emit: Emit) -> dict:
     return record
 
 
+def run_rag(spec: dict, emit: Emit) -> dict:
+    """The base model answering with retrieved sources: index the corpus (cached), then retrieve for and
+    score every test item; the index's build time and size on disk are the route's deployment cost."""
+    from adaptlab.compare import rag
+    from adaptlab.eval.catalog import get_task
+    from adaptlab.models import load_model
+    from adaptlab.rag.embed import Embedder
+    from adaptlab.rag.store import open_store
+
+    settings, path = spec["rag"], Path(spec["store"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    loaded, embedder = load_model(spec["model"]), Embedder(settings["embedder"])
+    embedder.model                               # noqa: B018  (loads it now, so the load time counts it)
+    load_s = time.perf_counter() - start
+    store = open_store(str(path))
+    try:
+        emit({"event": "phase", "phase": "index"})
+        index = rag.build_index(store, embedder, spec["corpus"], settings, path.with_name(rag.BUILD_FILE))
+        build = rag.retrieving_context(loaded.tokenizer, store, embedder, settings["k"], settings["style"])
+        start = time.perf_counter()
+        test = measure.score_task(loaded.model, loaded.tokenizer, rag.with_questions(get_task(spec["task"])),
+                                  limit=spec["measure"]["eval_limit"], progress=_eval_progress(emit, "eval"),
+                                  context_builder=build)
+        eval_s = time.perf_counter() - start     # retrieval included: it is part of answering
+    finally:
+        store.close()
+    return {"test": test.as_dict(), "load_time_s": load_s, "eval_time_s": eval_s, "steps": 0, "tokens": 0,
+            "train_time_s": 0.0, **_footprint(loaded.model), "trainable_params": 0, "trainable_share": 0.0,
+            "artifact": str(path), "artifact_bytes": rag.index_bytes(path),
+            "rag": {**index, "settings": rag.settings(settings), "index_bytes": rag.index_bytes(path)}}
+
+
 def _curve_steps(max_steps: int, points: int) -> set[int]:
     return {max(1, round(max_steps * (i + 1) / points)) for i in range(points)} if points else set()
 
@@ -117,7 +151,19 @@ def run_train(spec: dict, emit: Emit) -> dict:
     return record
 
 
-def _time_route(train: dict, steps: int) -> Speed:
+def _reference_s(trainer) -> float:
+    """Seconds of one step's forward pass without gradients: what a reference pass over the step's pairs
+    costs (DPO computes it for every pair before training)."""
+    import torch
+
+    start = time.perf_counter()
+    with torch.no_grad(), trainer.autocast():
+        for batch in trainer.step_batches(0):
+            trainer.loss(batch.to(trainer.device))
+    return time.perf_counter() - start
+
+
+def _time_route(train: dict, steps: int, reference_pass: bool = False) -> Speed:
     from adaptlab.config import TrainConfig
     from adaptlab.train import Trainer
 
@@ -130,7 +176,7 @@ def _time_route(train: dict, steps: int) -> Speed:
     start, tokens = time.perf_counter(), 0
     for step in range(1, steps + 1):
         tokens += trainer.train_step(step)[1]
-    step_s = (time.perf_counter() - start) / steps
+    step_s = (time.perf_counter() - start) / steps + (_reference_s(trainer) if reference_pass else 0.0)
     return Speed(cfg.output_dir, setup_s, step_s, tokens / steps)
 
 
@@ -140,7 +186,7 @@ def run_warmup(spec: dict, emit: Emit) -> dict:
     for i, (route, train) in enumerate(spec["routes"].items()):
         emit({"event": "progress", "phase": route, "done": i, "total": len(spec["routes"])})
         try:
-            speed = _time_route(train, spec["steps"])
+            speed = _time_route(train, spec["steps"], route in spec.get("reference_pass", ()))
             speeds[route] = {**speed.as_dict(), "route": route}
         except Exception as e:  # noqa: BLE001  (a route that cannot run here is reported, the rest go on)
             errors[route] = f"{type(e).__name__}: {e}"
@@ -148,7 +194,8 @@ def run_warmup(spec: dict, emit: Emit) -> dict:
     return {"speeds": speeds, "errors": errors}
 
 
-CELL_KINDS: dict[str, Callable[[dict, Emit], dict]] = {"prompt": run_prompt, "train": run_train, "warmup": run_warmup}
+CELL_KINDS: dict[str, Callable[[dict, Emit], dict]] = {"prompt": run_prompt, "rag": run_rag, "train": run_train,
+                                                       "warmup": run_warmup}
 
 
 def write_json(path: Path, data: dict) -> None:

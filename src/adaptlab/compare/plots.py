@@ -31,7 +31,7 @@ def _errorbars(ax, rows: list[Summary], xs: list[float]) -> None:
 
 def _prompt_lines(ax, summaries: list[Summary]) -> None:
     for s in summaries:
-        if s.kind == "prompt":
+        if s.kind != "train":        # prompting and rag routes train nothing
             ax.axhline(s.score, linestyle="--", linewidth=1, color="grey")
             ax.annotate(s.route, (0.01, s.score), xycoords=("axes fraction", "data"), fontsize=8, color="grey")
 

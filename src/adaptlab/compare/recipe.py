@@ -6,10 +6,15 @@
       - {name: zero-shot}
       - {name: few-shot, shots: 3}
       - {name: lora, method: {name: lora, r: 8}}
+      - {name: rag, rag: {k: 2}}                                      # needs task.corpus
+      - {name: dpo, method: {name: lora, r: 8}, objective: dpo}       # needs task.preferences
+      - {name: rloo, method: {name: lora, r: 8}, objective: rloo}     # reward: the task's metric
     budget: 20m
     budgets: {quick: 5m}        # named budgets for `--budget quick`
 
 Every training route starts from `train` (any `TrainConfig` key) and overrides it with its own keys.
+A route's kind follows from its keys: `rag` retrieves from `task.corpus`, `method` trains (with `objective`
+sft, dpo or rloo: `compare/routes.py`), neither prompts the base model.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from adaptlab.config import Strict, load_config
+from adaptlab.rag.embed import DEFAULT_EMBEDDER
 
 DEFAULT_PROMPT = "Sentence: {text}\nSentiment ({choices}):"
 
@@ -32,17 +38,57 @@ class TaskSpec(Strict):
     labels: list[str] = Field(default_factory=lambda: ["negative", "neutral", "positive"], min_length=2)
     prompt: str = Field(DEFAULT_PROMPT, description="str.format template over {text} and {choices}")
     name: str = "task"
+    corpus: list[str] | None = Field(None, description="folders or files (.txt .md .html .pdf) the rag routes "
+                                     "retrieve from")
+    preferences: str | None = Field(None, description="a preference file ({prompt, chosen, rejected} rows) for the "
+                                    "dpo routes")
+    preferences_from_labels: bool = Field(False, description="derive dpo pairs from the labelled training split: "
+                                          "chosen = the gold label, rejected = a seeded wrong label")
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one_preference_source(self) -> TaskSpec:
+        if self.preferences and self.preferences_from_labels:
+            raise ValueError("give task.preferences (a file) or task.preferences_from_labels: true, not both")
+        return self
+
+
+class RagSpec(Strict):
+    """Retriever settings of a rag route (the store is built from `task.corpus` under the run folder)."""
+    k: int = Field(2, ge=1, description="chunks retrieved per item (dense + BM25, fused by RRF)")
+    chunk_size: int = Field(200, gt=0, description="tokens per chunk")
+    overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks")
+    embedder: str = DEFAULT_EMBEDDER
+    style: str = Field("cite", description="prompt style of rag.answer.STYLES the sources are sent in")
 
 
 class RouteSpec(Strict):
     name: str = Field(description="the row's name in the report, e.g. zero-shot, few-shot-3, lora")
     shots: int = Field(0, ge=0, description="prompting routes: exemplars from the training split")
     method: dict[str, Any] | None = Field(None, description="training routes: the method section (name, r, ...)")
+    objective: str = Field("sft", description="training routes: sft, dpo or rloo (compare/routes.py)")
+    rag: RagSpec | None = Field(None, description="a retrieval route over task.corpus")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this route only")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RouteSpec:
+        if self.rag and (self.method or self.shots):
+            raise ValueError(f"route {self.name}: a rag route takes no method and no shots")
+        if self.objective != "sft" and not self.method:
+            raise ValueError(f"route {self.name}: objective {self.objective} trains: give a method (e.g. lora)")
+        return self
 
     @property
     def trains(self) -> bool:
         return self.method is not None
+
+    @property
+    def kind(self) -> str:
+        return "rag" if self.rag else "train" if self.trains else "prompt"
 
 
 class MeasureSpec(Strict):

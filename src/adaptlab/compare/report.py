@@ -103,6 +103,17 @@ def _budget_table(run: dict, summaries: dict[str, Summary]) -> Block:
                                   "train s", "cell wall s"], rows=rows, keys=keys)
 
 
+def _rag_table(summaries: dict[str, Summary]) -> Block | None:
+    """Each rag route's retriever settings and its deployment cost: the index's build time and size on disk."""
+    rows = [[s.route, s.records[-1]["rag"]["settings"], str(s.records[-1]["rag"]["chunks"]),
+             f"{s.records[-1]['rag']['index_build_s']:.1f}", _mb(s.records[-1]["rag"]["index_bytes"]),
+             f"{s.mean('eval_time_s'):.1f}"] for s in summaries.values() if s.kind == "rag"]
+    if not rows:
+        return None
+    return Block("table", header=["route", "retriever", "chunks", "index build s", "index MB",
+                                  "retrieve + answer s"], rows=rows, keys=[r[0] for r in rows])
+
+
 def blocks(run: dict, records: list[dict], images: list[str]) -> list[Block]:
     summaries = summarize(records)
     metric = next((r["test"]["metric"] for r in records if r.get("test")), "score")
@@ -110,6 +121,8 @@ def blocks(run: dict, records: list[dict], images: list[str]) -> list[Block]:
     out = [Block("h", f"adaptlab compare: {recipe['task']['name']} on {recipe['model']}"),
            Block("p", _setup(run, records)), Block("h", "Results"), results_table(records, summaries, metric),
            Block("h", "Recommendation"), Block("p", recommendation(summaries))]
+    if rag := _rag_table(summaries):
+        out += [Block("h", "RAG: retriever and deployment cost"), rag]
     if run.get("plan"):
         out += [Block("h", "Budget: what each training route got"), _budget_table(run, summaries)]
     if table := peft_vs_full(summaries):

@@ -1,4 +1,4 @@
-"""The compare matrix: split the task, score the prompting routes, warm up, plan, train every route.
+"""The compare matrix: split the task, score the prompting and rag routes, warm up, plan, train every route.
 
 Each cell runs in its own process (`adaptlab.compare.cell.run_spec`, forked from a fork server that
 has the libraries imported), so its peak memory is its own and a
@@ -24,10 +24,14 @@ from pydantic import ValidationError
 
 from adaptlab.compare.cell import run_spec, write_json
 from adaptlab.compare.planner import Speed, plan_steps, training_seconds
+from adaptlab.compare.rag import corpus_digest, store_path
 from adaptlab.compare.recipe import CompareConfig, RouteSpec
+from adaptlab.compare.routes import TRAIN_ROUTES, skip_reason, training_keys
 from adaptlab.compare.taskdata import TaskFiles, write_task
 from adaptlab.config import TrainConfig
 from adaptlab.methods import get_method
+from adaptlab.rag.answer import STYLES
+from adaptlab.registry import lookup
 
 Listener = Callable[[dict], None]
 SAVE_S = 2.0          # writing and reading an artifact, beyond what the warm-up measured
@@ -149,11 +153,13 @@ class Matrix:
                                                    "reason": reason})
 
     # ---- the matrix ---------------------------------------------------------------------------
-    def train_config(self, route: RouteSpec, seed: int, files: TaskFiles) -> dict:
-        """The route's full TrainConfig (validated), with the task's training split as data."""
+    def train_config(self, route: RouteSpec, seed: int, files: TaskFiles, steps: int) -> dict:
+        """The route's full TrainConfig (validated) for `steps` steps, its data and objective from the task."""
         tree = deep_merge(deep_merge(self.cfg.train, route.train), {
             "model": self.cfg.model, "method": route.method, "seed": seed, "loggers": ["jsonl"], "save_every": 0,
-            "output_dir": str(self.out / "cells" / self.key(route, seed) / "run"), "data": {"train": str(files.train)}})
+            "max_steps": steps, "eval_every": 0, "output_dir": str(self.out / "cells" / self.key(route, seed) / "run")})
+        cfg = TrainConfig.model_validate(tree)
+        tree = deep_merge(tree, training_keys(route, files, steps, cfg.batch_size * cfg.grad_accum, cfg.data.eval_max))
         cfg = TrainConfig.model_validate(tree)
         get_method(cfg.method.name)
         return cfg.model_dump()
@@ -161,9 +167,28 @@ class Matrix:
     def measure_spec(self) -> dict:
         return self.cfg.measure.model_dump()
 
+    def rag_cell(self, route: RouteSpec, files: TaskFiles) -> None:
+        seed, meta = self.cfg.seeds[0], {"kind": "rag", "shots": 0, "method": None}
+        if reason := skip_reason(route, files):
+            self.skip(route, seed, reason, meta)
+            return
+        rag = route.rag.model_dump()
+        try:
+            lookup(STYLES, rag["style"], "rag style")
+        except ValueError as e:
+            self.skip(route, seed, f"invalid route: {e}", meta)
+            return
+        spec = {"kind": "rag", "model": self.cfg.model, "task": str(files.test), "measure": self.measure_spec(),
+                "rag": rag, "corpus": files.corpus, "corpus_digest": corpus_digest(files.corpus),
+                "store": str(store_path(self.out / "rag", files.corpus, rag))}
+        self.run_cell(route, seed, spec, meta)
+
     def prompt_cells(self, files: TaskFiles) -> None:
         probe_done = False
         for route in (r for r in self.cfg.routes if not r.trains):
+            if route.kind == "rag":
+                self.rag_cell(route, files)
+                continue
             spec = {"kind": "prompt", "model": self.cfg.model, "task": str(files.shots(route.shots)),
                     "measure": self.measure_spec(), "forgetting": route.shots == 0 and not probe_done}
             probe_done = probe_done or spec["forgetting"]
@@ -191,7 +216,9 @@ class Matrix:
         if path.exists() and (old := json.loads(path.read_text(encoding="utf-8"))).get("hash") == digest:
             return old
         self.listener({"event": "start", "cell": "warm-up"})
+        reference = [name for name, c in configs.items() if TRAIN_ROUTES[c["objective"]].reference_pass]
         status, stderr = run_child({"kind": "warmup", "routes": configs, "steps": self.cfg.warmup_steps,
+                                    "reference_pass": reference,
                                     "out": str(self.out / "warmup" / "record.json")},
                                    self.out / "warmup", self.listener, "warm-up")
         if status != 0:
@@ -208,29 +235,34 @@ class Matrix:
         return plan
 
     def train_cells(self, files: TaskFiles) -> None:
-        configs, invalid = {}, {}
+        configs, invalid, lacking = {}, {}, {}
         for route in (r for r in self.cfg.routes if r.trains):
             try:
-                configs[route.name] = self.train_config(route, self.cfg.seeds[0], files)
+                if reason := skip_reason(route, files):
+                    lacking[route.name] = reason
+                    continue
+                configs[route.name] = self.train_config(route, self.cfg.seeds[0], files, self.cfg.warmup_steps + 1)
             except (ValidationError, ValueError) as e:
                 invalid[route.name] = f"invalid route: {str(e).splitlines()[0]}"
         plan = self.plan(configs) if configs else {"steps": {}, "errors": {}}
         for route in (r for r in self.cfg.routes if r.trains):
-            meta = {"kind": "train", "shots": 0, "method": (route.method or {}).get("name")}
+            meta = {"kind": "train", "shots": 0, "method": (route.method or {}).get("name"), "objective": route.objective}
             for seed in self.cfg.seeds:
+                if route.name in lacking:
+                    self.skip(route, seed, lacking[route.name], meta)
+                    continue
                 reason = invalid.get(route.name) or plan["errors"].get(route.name)
                 if reason:
                     self.skip(route, seed, f"cannot run here: {reason}", meta)
                     continue
                 steps = plan["steps"][route.name]
-                train = {**self.train_config(route, seed, files), "max_steps": steps,
-                         "eval_every": 0}
+                train = self.train_config(route, seed, files, steps)
                 spec = {"kind": "train", "train": train, "task": str(files.test), "measure": self.measure_spec(),
                         "train_eval": str(files.train_eval) if files.train_eval else None}
                 self.run_cell(route, seed, spec, {**meta, "planned_steps": steps, "share": self.cfg.share})
 
     def run(self) -> list[dict]:
-        files = write_task(self.cfg.task, [r.shots for r in self.cfg.routes if not r.trains],
+        files = write_task(self.cfg.task, [r.shots for r in self.cfg.routes if r.kind == "prompt"],
                            self.cfg.measure.train_eval, self.out / "data")
         run = {"recipe": self.cfg.model_dump(), "budget_s": self.budget_s, "n_train": files.n_train,
                "n_test": files.n_test, "test_carved": files.carved, "test_task": str(files.test)}

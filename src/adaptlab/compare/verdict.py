@@ -18,7 +18,7 @@ PEFT_EXCLUDED = {"full"}          # methods that are not parameter-efficient
 @dataclass
 class Summary:
     route: str
-    kind: str                       # prompt | train
+    kind: str                       # prompt | rag | train
     method: str | None
     score: float                    # percent
     low: float
@@ -29,6 +29,11 @@ class Summary:
     def mean(self, key: str) -> float:
         vals = [r.get(key) or 0.0 for r in self.records]
         return sum(vals) / len(vals)
+
+    @property
+    def objective(self) -> str:
+        """What a training route optimised (sft, dpo, rloo); the PEFT claims compare sft routes only."""
+        return self.records[0].get("objective") or "sft"
 
     @property
     def peak_gb(self) -> float:
@@ -115,7 +120,7 @@ def _forgets_less(peft: list[Summary], full: Summary, base: Summary | None) -> t
 
 def claims(summaries: dict[str, Summary]) -> list[tuple[str, str, str]]:
     """(claim, verdict, evidence) for the three PEFT claims this run can speak to."""
-    trained = [s for s in summaries.values() if s.kind == "train"]
+    trained = [s for s in summaries.values() if s.kind == "train" and s.objective == "sft"]
     full = next((s for s in trained if s.method == "full"), None)
     peft = [s for s in trained if s.method not in PEFT_EXCLUDED]
     out = []
@@ -164,13 +169,13 @@ def recommendation(summaries: dict[str, Summary]) -> str:
 
 def peft_vs_full(summaries: dict[str, Summary]) -> list[list[str]]:
     """Rows of the PEFT-vs-full table (as in Figure 2 of the seed): each PEFT route beside full fine-tuning."""
-    full = next((s for s in summaries.values() if s.method == "full"), None)
+    full = next((s for s in summaries.values() if s.method == "full" and s.objective == "sft"), None)
     if full is None:
         return []
     base = base_of(summaries)
     rows = []
     for s in summaries.values():
-        if s.kind != "train":
+        if s.kind != "train" or s.objective != "sft":
             continue
         f = s.forgetting(base)
         share = s.mean("trainable_share")
