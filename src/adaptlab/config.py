@@ -63,11 +63,29 @@ class RLOOConfig(Strict):
     normalize_advantages: bool = Field(False, description="whiten the advantages over the batch (as trl's option)")
 
 
+class PPOConfig(Strict):
+    """Settings of `objective: ppo` (train/objectives/ppo.py); defaults as trl's last PPOTrainer."""
+
+    reward: str | None = Field(None, description="reward spec, as rloo.reward (train/rewards.py)")
+    k: int = Field(1, ge=1, description="samples per prompt")
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    kl_coef: float = Field(0.05, ge=0, description="beta of the per-token KL penalty to the reference, in the reward")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="k1 = log pi - log pi_ref; k3 = (r - 1) - log r >= 0")
+    gamma: float = Field(1.0, ge=0, le=1, description="discount of GAE")
+    lam: float = Field(0.95, ge=0, le=1, description="lambda of GAE")
+    cliprange: float = Field(0.2, gt=0, description="epsilon of the clipped policy ratio")
+    cliprange_value: float = Field(0.2, gt=0, description="epsilon of the clipped value update")
+    vf_coef: float = Field(0.1, ge=0, description="weight of the value loss")
+    ppo_epochs: int = Field(1, ge=1, description="optimizer steps on each rollout (each counts in max_steps)")
+
+
 class TrainConfig(Strict):
     model: str = Field("smollm2-135m", description="builtin name, hub id, local dir or .gguf file")
-    objective: str = Field("sft", description="sft | reward | dpo | rloo (train/objectives/)")
+    objective: str = Field("sft", description="sft | reward | dpo | rloo | ppo (train/objectives/)")
     dpo: DPOConfig = Field(default_factory=DPOConfig)
     rloo: RLOOConfig = Field(default_factory=RLOOConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)

@@ -157,3 +157,93 @@ def rloo_advantages(rewards: Tensor, k: int, normalize: bool = False) -> Tensor:
     if normalize:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-4)
     return advantages
+
+
+# ---- PPO ------------------------------------------------------------------------------------------------------
+# Per-token tensors are [S, L]: S sampled answers, right-padded to L tokens, `mask` 1 on real answer tokens.
+
+
+def kl_k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k1 = log pi(y_t) - log pi_ref(y_t): unbiased for KL(pi || pi_ref) under samples of pi, high variance,
+    can be negative per token."""
+    return logp - ref_logp
+
+
+def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k3 = (r - 1) - log r with r = pi_ref(y_t) / pi(y_t): unbiased under samples of pi (E[r] = 1), and >= 0
+    for every token because log r <= r - 1."""
+    log_r = ref_logp - logp
+    return torch.expm1(log_r) - log_r
+
+
+KL_ESTIMATORS = {"k1": kl_k1, "k3": kl_k3}
+
+
+def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from the log-probs of tokens sampled from pi: `KL_ESTIMATORS[kind]`
+    (J. Schulman, "Approximating KL divergence", 2020, http://joschu.net/blog/kl-approx.html; trl's
+    `kl_estimator` "k1" / "k3")."""
+    return lookup(KL_ESTIMATORS, kind, "KL estimator")(logp, ref_logp)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over the masked entries, the variance with Bessel's correction (as trl's
+    `masked_whiten`); `shift_mean=False` adds the mean back (scale only). Padding stays where it was."""
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    var = masked_mean((x - mean) ** 2, mask) * (n / (n - 1).clamp(min=1))
+    out = (x - mean) * torch.rsqrt(var + eps)
+    return out if shift_mean else out + mean
+
+
+def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
+                   lam: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016, arXiv:1506.02438, eq. 16) per answer token:
+
+        delta_t = r_t + gamma V_{t+1} - V_t          (V after the answer's last token = 0: the episode ends)
+        A_t     = delta_t + gamma lam A_{t+1}  = sum_l (gamma lam)^l delta_{t+l}
+        R_t     = A_t + V_t                          (the value target, "returns")
+
+    `rewards`, `values`, `mask` are [S, L], right-padded. Returns (advantages, returns), zero on padding.
+    With gamma = lam = 1, A_t = sum_{u >= t} r_u - V_t (reward-to-go minus value)."""
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        following = mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        next_value = values[:, t + 1] * following if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last * following
+        advantages[:, t] = last
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def ppo_policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, cliprange: float = 0.2) -> tuple[Tensor, Tensor]:
+    """Per-token clipped surrogate of PPO (Schulman et al. 2017, arXiv:1707.06347, eq. 7), as a loss:
+
+        rho_t = exp(log pi(y_t) - log pi_old(y_t))
+        L_t   = max(-A_t rho_t, -A_t clip(rho_t, 1 - eps, 1 + eps))
+
+    Returns (L_t, clipped_t) where `clipped_t` marks tokens whose clipped term binds (no gradient flows)."""
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - cliprange, 1 + cliprange)
+    return torch.maximum(unclipped, clipped), clipped > unclipped
+
+
+def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor,
+                   cliprange_value: float = 0.2) -> tuple[Tensor, Tensor]:
+    """Per-token clipped value loss (PPO as in OpenAI baselines ppo2 and trl):
+
+        V_clip = old_V + clip(V - old_V, -eps_v, eps_v)
+        L_t    = 1/2 max((V - R)^2, (V_clip - R)^2)
+
+    Returns (L_t, clipped_t) where `clipped_t` marks tokens whose clipped term is the larger."""
+    clipped_values = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
+    unclipped, clipped = (values - returns) ** 2, (clipped_values - returns) ** 2
+    return 0.5 * torch.maximum(unclipped, clipped), clipped > unclipped

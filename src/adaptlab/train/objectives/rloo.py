@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from adaptlab.train.losses import kl_estimate, rloo_advantages, sequence_sums
 from adaptlab.train.objectives.base import register
 from adaptlab.train.objectives.pairs import PairStats, target_logprobs
-from adaptlab.train.objectives.rollout import PromptBatch, frozen_reference, plot_curves, prompt_batches, rollout
+from adaptlab.train.objectives.rollout import PromptBatch, frozen_reference, plot_curves, rl_batches, rollout
 from adaptlab.train.rewards import load_reward
 
 CURVES_FILE = "rl_curves.png"
@@ -40,13 +40,7 @@ class RLOO:
         self.history: list[dict[str, float]] = []
 
     def batches(self, records, tokenizer, cfg) -> list[PromptBatch]:
-        if not cfg.rloo.reward:
-            raise ValueError("objective rloo needs a reward: set rloo.reward to a reward model directory, a "
-                             "'module:function' callable (e.g. adaptlab.train.rewards:brevity) or 'judge:...'")
-        if cfg.seq_len <= cfg.rloo.max_new_tokens:
-            raise ValueError(f"seq_len={cfg.seq_len} leaves no room for a prompt before rloo.max_new_tokens="
-                             f"{cfg.rloo.max_new_tokens}; raise seq_len")
-        return prompt_batches(records, tokenizer, cfg.batch_size, cfg.seq_len - cfg.rloo.max_new_tokens)
+        return rl_batches(records, tokenizer, cfg, self.name)
 
     def prepare(self, model: nn.Module, tokenizer, cfg, batches: list[PromptBatch], out: Path) -> nn.Module:
         """Bind this run's settings, its reward function and the frozen reference."""

@@ -63,6 +63,19 @@ def record_prompt(record: Record) -> str | list[dict[str, str]]:
                     f"got {type(record).__name__}")
 
 
+def rl_batches(records: list[Record], tokenizer, cfg, objective: str) -> list[PromptBatch]:
+    """Prompt micro-batches for the RL objective `objective`, whose settings are `cfg.<objective>` (a reward spec
+    and `max_new_tokens`): a missing reward, or no room for a prompt in `seq_len`, is an error saying what to set."""
+    section = getattr(cfg, objective)
+    if not section.reward:
+        raise ValueError(f"objective {objective} needs a reward: set {objective}.reward to a reward model directory, "
+                         "a 'module:function' callable (e.g. adaptlab.train.rewards:brevity) or 'judge:...'")
+    if cfg.seq_len <= section.max_new_tokens:
+        raise ValueError(f"seq_len={cfg.seq_len} leaves no room for a prompt before {objective}.max_new_tokens="
+                         f"{section.max_new_tokens}; raise seq_len")
+    return prompt_batches(records, tokenizer, cfg.batch_size, cfg.seq_len - section.max_new_tokens)
+
+
 def prompt_batches(records: list[Record], tokenizer, batch_size: int, max_prompt: int) -> list[PromptBatch]:
     """Micro-batches of `batch_size` prompts; prompts longer than `max_prompt` tokens keep their end."""
     prompts = [record_prompt(r) for r in records]
