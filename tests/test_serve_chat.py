@@ -1,10 +1,12 @@
 """`adaptlab chat`: history, /system, /reset, streamed replies equal to transformers' greedy decode."""
 
+import copy
+
 from typer.testing import CliRunner
 
 from adaptlab.cli import app
 from adaptlab.models.decode import SamplingParams
-from adaptlab.models.generation import generate
+from adaptlab.models.generation import eos_token_ids, generate
 from adaptlab.serve.chat import ChatSession
 
 
@@ -36,3 +38,11 @@ def test_cli_chat_streams_and_understands_commands(tiny_dir):
     assert result.output.count("model>") == 2 and "system: done" in result.output and "reset: done" in result.output
     bad = CliRunner().invoke(app, ["chat", "--model", "no/such-model-here", "--adapter", "/nonexistent"], input="")
     assert bad.exit_code == 2 and "error" in bad.output
+
+
+def test_chat_and_server_stop_on_the_same_eos_ids(tiny):
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    model.config.eos_token_id = [tok.eos_token_id, 7]
+    model.generation_config.eos_token_id = 9
+    assert eos_token_ids(tok, model) == {tok.eos_token_id, 7, 9}

@@ -41,6 +41,16 @@ def pad_token_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def eos_token_ids(tokenizer, model) -> frozenset[int]:
+    """Every id that ends a reply: the tokenizer's EOS and the model config's and generation config's
+    `eos_token_id` (each an int or a list; chat models often end a turn with a token of their own)."""
+    ids: set[int] = set()
+    for value in (tokenizer.eos_token_id, getattr(model.config, "eos_token_id", None),
+                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        ids.update(v for v in (value if isinstance(value, list | tuple) else [value]) if isinstance(v, int))
+    return frozenset(ids)
+
+
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """(context tokens, continuation tokens) exactly as lm-eval's causal HF backend splits them."""
     if not context:

@@ -2,23 +2,23 @@
 (groups of rows that can share one forward pass) each request's rows decode in.
 
 Model names follow OpenAI's `model` field: `BASE_NAME` runs the base, `BASE_NAME:ADAPTER` one adapter.
-Plain LoRA adapters and the base share one lane: peft routes each row of the batch to its own adapter
-(`adapter_names=`). peft cannot route rows for DoRA or IA3, so each such adapter decodes in a lane of
-its own (the lanes run one after another every step; the base stays one copy in memory).
+The base and every LoRA, DoRA and IA3 adapter share one lane: `serve.batched.RowAdapters` runs each row
+of the batch with its own adapter in one forward pass. An adapter it does not cover (e.g. one that
+adapts the embeddings) decodes through peft in a lane of its own (the lanes run one after another every
+step; the base stays one copy in memory).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from peft import PeftType
 
 from adaptlab.methods.artifact import resolve_artifact
 from adaptlab.methods.multi import BASE, AdapterSet
 from adaptlab.models import load_model
+from adaptlab.serve.batched import RowAdapters
 
-MIXED = "__mixed__"   # the lane of the base and every plain LoRA adapter
+MIXED = "__mixed__"   # the lane of the base and every adapter `RowAdapters` covers
 
 
 class UnknownModel(LookupError):
@@ -31,6 +31,11 @@ class Backend:
     model: object
     tokenizer: object
     adapters: AdapterSet
+    rows: RowAdapters | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.adapters.model is not None:
+            self.rows = RowAdapters(self.adapters.model)
 
     @property
     def model_names(self) -> list[str]:
@@ -47,27 +52,21 @@ class Backend:
 
     def lane_of(self, adapter: str) -> str:
         """Key of the lane an adapter's rows decode in."""
-        if self.adapters.model is None:
-            return MIXED
-        config = self.adapters.model.peft_config.get(adapter)
-        if self._routable() and (adapter == BASE or not config.use_dora):
+        if self.rows is None or self.rows.covers(adapter):
             return MIXED
         return adapter
 
     def forward_for(self, lane: str):
         """The forward function of a lane: (adapter per row, **inputs) -> model output."""
-        if self.adapters.model is None:
+        if self.rows is None:
             return lambda names, **inputs: self.model(**inputs)
         if lane == MIXED:
-            return self.adapters.forward_mixed
+            return self.rows
 
         def single(names: list[str], **inputs):
             with self.adapters.active(lane) as model:
                 return model(**inputs)
         return single
-
-    def _routable(self) -> bool:
-        return all(c.peft_type == PeftType.LORA for c in self.adapters.model.peft_config.values())
 
 
 def load_backend(model: str, adapters: dict[str, str | Path], dtype: str = "auto", device: str = "auto",

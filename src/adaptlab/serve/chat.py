@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from adaptlab.data.templates import chat_prompt_ids
 from adaptlab.models.decode import Lane, Row, SamplingParams
-from adaptlab.models.generation import max_length, model_device, pad_token_id
+from adaptlab.models.generation import eos_token_ids, max_length, model_device, pad_token_id
 
 
 class ChatSession:
@@ -36,7 +36,7 @@ class ChatSession:
         """Stream the answer to `text` piece by piece; the whole answer joins the history at the end."""
         self.turns.append({"role": "user", "content": text})
         row = Row(chat_prompt_ids(self.messages(), self.tokenizer), self.params, "", self.tokenizer,
-                  frozenset({self.tokenizer.eos_token_id}), max_length(self.model))
+                  eos_token_ids(self.tokenizer, self.model), max_length(self.model))
         lane = Lane(lambda names, **inputs: self.model(**inputs), pad_token_id(self.tokenizer), model_device(self.model))
         answer, results = [], lane.join([row])
         while True:

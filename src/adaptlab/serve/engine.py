@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adaptlab.models.decode import Lane, Row, SamplingParams
-from adaptlab.models.generation import max_length, model_device, pad_token_id
+from adaptlab.models.generation import eos_token_ids, max_length, model_device, pad_token_id
 from adaptlab.serve.backend import Backend
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class Engine:
         self._wake = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
-        tok = backend.tokenizer
-        self._eos = frozenset(i for i in [tok.eos_token_id, getattr(backend.model.config, "eos_token_id", None)]
-                              if isinstance(i, int))
+        self._eos = eos_token_ids(backend.tokenizer, backend.model)
         self._max_len = max_length(backend.model)
 
     @property
