@@ -5,7 +5,7 @@ import torch
 from adaptlab.methods import MethodConfig, get_method
 from adaptlab.methods.multi import BASE, AdapterSet
 from adaptlab.models import tiny_llama
-from adaptlab.models.decode import Lane, Row, SamplingParams, sample_token
+from adaptlab.models.decode import Lane, Row, SamplingParams, sample_tokens
 
 PROMPTS = ["The capital of France is", "1, 2, 3, 4,", "def add(a, b):\n    return", "Once"]
 
@@ -80,8 +80,19 @@ def test_stop_strings_are_cut_and_never_streamed(tiny):
 def test_sampling_is_seeded_and_top_p_keeps_the_nucleus():
     logits = torch.tensor([3.0, 2.9, -5.0, -6.0])
     params = SamplingParams(temperature=1.0, top_p=0.9, seed=3)
-    draws = [sample_token(logits, params, torch.Generator().manual_seed(3)) for _ in range(3)]
-    assert len(set(draws)) == 1
-    many = {sample_token(logits, params, torch.Generator().manual_seed(s)) for s in range(50)}
+    draws = [sample_tokens(logits[None], [params], [torch.Generator().manual_seed(3)]) for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    many = {sample_tokens(logits[None], [params], [torch.Generator().manual_seed(s)])[0] for s in range(50)}
     assert many == {0, 1}
-    assert sample_token(logits, SamplingParams(), None) == 0
+    assert sample_tokens(logits[None], [SamplingParams()], [None]) == [0]
+
+
+def test_one_batch_mixes_greedy_seeded_and_unseeded_rows():
+    logits = torch.tensor([[3.0, 2.9, -5.0, -6.0], [-5.0, 1.0, 0.0, 0.9], [0.0, -9.0, 9.0, 9.0]] * 2)
+    greedy, nucleus = SamplingParams(), SamplingParams(temperature=1.0, top_p=0.5)
+    params = [greedy, nucleus, SamplingParams(temperature=0.7, seed=1)] * 2
+    gens = [None, None, torch.Generator().manual_seed(1), None, None, torch.Generator().manual_seed(1)]
+    tokens = sample_tokens(logits, params, gens)
+    assert tokens[0] == tokens[3] == 0
+    assert tokens[1] == tokens[4] == 1           # top-p 0.5 keeps only the most likely token
+    assert tokens[2] == tokens[5] and tokens[2] in (2, 3)   # same seed, same draw; token 1 has ~0 mass

@@ -42,17 +42,30 @@ class SamplingParams:
     seed: int | None = None
 
 
-def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """Next token from one row's logits [vocab]: greedy at temperature 0, else temperature + top-p."""
-    if params.temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
+def sample_tokens(logits: torch.Tensor, params: list[SamplingParams],
+                  generators: list[torch.Generator | None]) -> list[int]:
+    """Next token of every row from logits [batch, vocab]: greedy rows (temperature 0) by one argmax, the
+    others by temperature + top-p over their rows at once; a seeded row draws with its own generator."""
+    tokens = logits.argmax(-1).tolist()
+    hot = [b for b, p in enumerate(params) if p.temperature > 0]
+    if not hot:
+        return tokens
+    temperature = torch.tensor([params[b].temperature for b in hot], device=logits.device)
+    probs = torch.softmax(logits[hot].float() / temperature[:, None], dim=-1)
+    top_p = torch.tensor([params[b].top_p for b in hot], device=logits.device)
+    if bool((top_p < 1).any()):
+        sorted_p, order = probs.sort(dim=-1, descending=True)
         # keep a token while the mass before it is below p (the first token is always kept)
-        keep = (sorted_p.cumsum(-1) - sorted_p) < params.top_p
-        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-    return int(torch.multinomial(probs, 1, generator=generator))
+        keep = (sorted_p.cumsum(-1) - sorted_p) < top_p[:, None]
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+    free = [j for j, b in enumerate(hot) if generators[b] is None]
+    if free:   # rows without a seed share one draw
+        for j, t in zip(free, torch.multinomial(probs[free], 1)[:, 0].tolist(), strict=True):
+            tokens[hot[j]] = t
+    for j, b in enumerate(hot):
+        if generators[b] is not None:
+            tokens[b] = int(torch.multinomial(probs[j], 1, generator=generators[b]))
+    return tokens
 
 
 @dataclass
@@ -188,4 +201,5 @@ class Lane:
                                 use_cache=True, logits_to_keep=1)
 
     def _sample(self, rows: list[Row], logits: torch.Tensor) -> list[tuple[Row, str]]:
-        return [(r, r.advance(sample_token(logits[b], r.params, r.generator))) for b, r in enumerate(rows)]
+        tokens = sample_tokens(logits, [r.params for r in rows], [r.generator for r in rows])
+        return [(r, r.advance(t)) for r, t in zip(rows, tokens, strict=True)]
