@@ -18,8 +18,7 @@ from adaptlab.train.rewards import load_reward
 from tests.conftest import write_jsonl
 
 LABELS = ["negative", "neutral", "positive"]
-ROUTES = [{"name": "zero-shot"}, {"name": "rag", "rag": {"k": 1, "chunk_size": 64, "overlap": 8}},
-          {"name": "lora", "method": {"name": "lora", "r": 2}},
+ROUTES = [{"name": "rag", "rag": {"k": 1, "chunk_size": 64, "overlap": 8}},     # prompting and sft: test_compare_run
           {"name": "dpo", "method": {"name": "lora", "r": 2}, "objective": "dpo", "train": {"dpo": {"beta": 0.2}}},
           {"name": "rloo", "method": {"name": "lora", "r": 2}, "objective": "rloo",
            "train": {"rloo": {"k": 2, "max_new_tokens": 3}}}]
@@ -30,7 +29,7 @@ def _recipe(tiny_dir, out, task, routes):
     path.write_text(yaml.safe_dump({
         "model": str(tiny_dir), "task": {"test_size": 12, "train_limit": 48, **task}, "routes": routes,
         "budget": "20s", "warmup_steps": 1, "train": {"seq_len": 128, "batch_size": 2, "optim": {"warmup_steps": 0}},
-        "measure": {"train_eval": 0, "curve_points": 0, "mmlu_items": 0, "text_passages": 1},
+        "measure": {"train_eval": 0, "curve_points": 0, "mmlu_items": 0, "text_passages": 0},
         "output_dir": str(out / "run")}))
     return path
 
@@ -64,7 +63,7 @@ def test_rag_dpo_and_rloo_routes_fill_their_rows(run):
         assert rec["objective"] == objective and rec["steps"] >= 1 and rec["tokens"] > 0
         assert 0 < rec["trainable_params"] < rec["total_params"] and rec["artifact_bytes"] > 0
     plan = json.loads((run / "plan.json").read_text())
-    assert set(plan["steps"]) == {"lora", "dpo", "rloo"}          # every training route got its share
+    assert set(plan["steps"]) == {"dpo", "rloo"} and plan["speeds"]["dpo"]["step_s"] > 0   # each got its share
     cfg = json.loads((run / "cells" / "dpo-s0" / "spec.json").read_text())["train"]
     assert cfg["objective"] == "dpo" and cfg["dpo"]["beta"] == 0.2 and cfg["data"]["train"].endswith("preferences.jsonl")
     cfg = json.loads((run / "cells" / "rloo-s0" / "spec.json").read_text())["train"]
