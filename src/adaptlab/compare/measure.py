@@ -7,9 +7,6 @@ mean token cross-entropy on a fixed general-text sample:  CE = - sum_t log p(x_t
 
 from __future__ import annotations
 
-import os
-import platform
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,9 @@ from adaptlab.compare.stats import interval
 from adaptlab.eval.catalog import get_task
 from adaptlab.eval.runner import ContextBuilder, ProgressFactory, evaluate_task
 from adaptlab.eval.tasks import Task
+from adaptlab.train.loop import peak_memory_mb as train_peak_mb
+from adaptlab.train.manifest import hardware as manifest_hardware
+from adaptlab.train.manifest import library_versions as versions  # noqa: F401  (cell records call measure.versions)
 
 
 @dataclass
@@ -94,30 +94,13 @@ def dir_bytes(path: Path) -> int:
 
 
 def peak_memory_mb() -> float:
-    """This process's peak: resident set size on CPU (ru_maxrss), allocated memory on CUDA."""
-    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak as the trainer reads it (`train.loop.peak_memory_mb`): allocated CUDA memory where
+    the cell used the GPU, else the resident set size."""
+    used_cuda = torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0
+    return train_peak_mb(torch.device("cuda" if used_cuda else "cpu"))
 
 
 def hardware() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "platform": platform.platform()}
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("adaptlab", "torch", "transformers", "peft", "bitsandbytes"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    """The run manifest's hardware (`train.manifest.hardware`), plus the `cores` and `gpu` names records use."""
+    info = manifest_hardware()
+    return {**info, "cores": info["cpu_count"], "gpu": (info.get("gpus") or [None])[0]}
