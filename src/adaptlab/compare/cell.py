@@ -94,7 +94,7 @@ def run_rag(spec: dict, emit: Emit) -> dict:
         store.close()
     return {"test": test.as_dict(), "load_time_s": load_s, "eval_time_s": eval_s, "steps": 0, "tokens": 0,
             "train_time_s": 0.0, **_footprint(loaded.model), "trainable_params": 0, "trainable_share": 0.0,
-            "artifact": str(path), "artifact_bytes": rag.index_bytes(path),
+            "artifact": str(path), "artifact_bytes": rag.index_bytes(path), "index_build_s": index["index_build_s"],
             "rag": {**index, "settings": rag.settings(settings), "index_bytes": rag.index_bytes(path)}}
 
 
