@@ -39,7 +39,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             logits = (h @ weight.t()).to(acc)
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            g = torch.softmax(logits, dim=-1)
+            g = logits.sub_(lse[:, None]).exp_()  # softmax in place: no second [chunk x vocab] buffer
             g[torch.arange(len(y), device=y.device), y] -= 1.0
             g = g.to(hidden.dtype)
             grad_h[s:s + chunk] = g @ weight
@@ -58,8 +58,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None
 
 
-def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 2048) -> Tensor:
-    """Summed cross-entropy of `targets` [N] under logits `hidden @ weight.T` ([N,H] x [V,H]), in chunks."""
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 512) -> Tensor:
+    """Summed cross-entropy of `targets` [N] under logits `hidden @ weight.T` ([N,H] x [V,H]), in chunks of
+    `chunk` rows (512 keeps the fp32 [chunk x V] buffer near 100 MB for a 49k vocabulary while each chunk's
+    matmul stays large)."""
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk)
@@ -89,16 +91,16 @@ class _LinearLogProbs(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if ctx.needs_input_grad[1] else None
         for s in range(0, hidden.shape[0], ctx.chunk):
             h, y = hidden[s:s + ctx.chunk], targets[s:s + ctx.chunk]
-            g = -torch.softmax((h @ weight.t()).to(acc), dim=-1)
+            g = torch.softmax((h @ weight.t()).to(acc), dim=-1).neg_()
             g[torch.arange(len(y), device=y.device), y] += 1.0
-            g = (g * grad_out[s:s + ctx.chunk, None]).to(hidden.dtype)
+            g = g.mul_(grad_out[s:s + ctx.chunk, None]).to(hidden.dtype)
             grad_h[s:s + ctx.chunk] = g @ weight
             if grad_w is not None:
                 grad_w += (g.t() @ h).to(acc)
         return grad_h, grad_w.to(weight.dtype) if grad_w is not None else None, None, None
 
 
-def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 1024) -> Tensor:
+def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 512) -> Tensor:
     """log p(targets[i] | hidden[i]) under logits `hidden @ weight.T`, [N], without materialising the logits."""
     if hidden.shape[0] == 0:
         return hidden.sum(-1) * 0.0
