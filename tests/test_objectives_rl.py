@@ -13,6 +13,7 @@ from adaptlab.config import load_config
 from adaptlab.data.records import Chat, Instruction, Preference
 from adaptlab.train import train
 from adaptlab.train.losses import rloo_advantages
+from adaptlab.train.objectives import get_objective
 from adaptlab.train.objectives.rloo import CURVES_FILE
 from adaptlab.train.objectives.rollout import prompt_batches, record_prompt, rollout
 from adaptlab.train.rewards import brevity, load_reward
@@ -95,14 +96,15 @@ def rl_recipe(tmp_path: Path, tiny_dir: Path, method: str, **rloo) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_an_rloo_run_moves_the_weights_and_logs_its_curves(tmp_path, tiny_dir, method):
-    cfg = load_config(rl_recipe(tmp_path, tiny_dir, method, reward=BREVITY))
+@pytest.mark.parametrize(("method", "kl_estimator"), [("lora", "k1"), ("full", "k3")])
+def test_an_rloo_run_moves_the_weights_and_logs_its_curves(tmp_path, tiny_dir, method, kl_estimator):
+    cfg = load_config(rl_recipe(tmp_path, tiny_dir, method, reward=BREVITY, kl_estimator=kl_estimator))
     result = train(cfg)
     rows = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
         assert 0.0 <= row["reward"] <= 1.0 and 1 <= row["length"] <= 8 and row["entropy"] > 0
+        assert kl_estimator == "k1" or row["kl"] >= 0  # k3 is never negative
     assert abs(rows[0]["kl"]) < 1e-4  # the first rollout comes from the untouched policy: it is the reference
     assert 0.0 <= rows[-1]["eval_reward"] <= 1.0 and "eval_reward" not in rows[0]  # held-out prompts, at the end
     assert (result.output_dir / CURVES_FILE).stat().st_size > 1000
@@ -120,3 +122,14 @@ def test_rloo_without_a_reward_is_a_clear_error(tmp_path, tiny_dir):
     cfg = load_config(rl_recipe(tmp_path, tiny_dir, "lora"))
     with pytest.raises(ValueError, match="objective rloo needs a reward.*rloo.reward"):
         train(cfg)
+
+
+def test_rloo_draws_its_curves_only_when_the_loop_asks(tmp_path):
+    rloo = get_objective("rloo")
+    rloo.curves, rloo.history = tmp_path / CURVES_FILE, []
+    one = torch.ones(2)
+    rloo.stats.add(True, reward=one, kl=one, length=one, entropy=one)
+    assert rloo.pop_stats()["reward"] == 1.0
+    assert not rloo.curves.exists()   # a step alone draws nothing
+    rloo.draw()                       # the loop: main process, at evaluations, saves and the end
+    assert rloo.curves.stat().st_size > 1000
