@@ -17,7 +17,8 @@ B = [s_1 B_1 | ... | s_n B_n], so x A^T is one matmul for every row, a 0/1 mask 
 adapter's R-columns, and one addmm adds (x A^T * M) B^T: three small ops per layer whatever the mix
 (the batched LoRA of Punica, Chen et al. 2023, arXiv:2310.18547, and S-LoRA, Sheng et al. 2023,
 arXiv:2311.03285, made dense over the stacked ranks: R extra columns, cheap while R is small against
-the layer width). A batch of base rows only skips every adapter op.
+the layer width). A is stacked under the base weight, so x [W; A]^T is a single matmul, and the update
+costs two small ops per layer. A batch of base rows only skips every adapter op.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from peft.tuners.ia3.layer import Linear as IA3Linear
 from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.variants import DoraLinearVariant
@@ -58,22 +60,39 @@ class Routing:
 class RowLinear(nn.Module):
     """A linear layer whose update depends on the row: see the module docstring for the formula."""
 
-    def __init__(self, base: nn.Module, routing: Routing, low_rank: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    def __init__(self, base: nn.Linear, routing: Routing, low_rank: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
                  out_scale: torch.Tensor | None, in_scale: torch.Tensor | None, users: frozenset[int]):
         super().__init__()
         self.base, self.routing, self.users = base, routing, users
         # A [R, in], B [out, R] (scaling folded in), owner [R]: adapter index of each stacked rank column
         self.low_rank = low_rank
         self.out_scale, self.in_scale = out_scale, in_scale   # [adapters + 1, out | in]; row 0 (base) is ones
+        self.fused: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        if low_rank is not None and in_scale is None:
+            # [W; A] gives the base output and every adapter's x A^T in one matmul (one op less per layer:
+            # on a small model the step is bound by the number of ops). The base's weight becomes the top
+            # rows of it: the same Parameter and values, nothing stored twice.
+            a, weight = low_rank[0], base.weight
+            fused = torch.cat([weight.data, a])
+            weight.data = fused[: weight.shape[0]]
+            bias = None if base.bias is None else torch.cat([base.bias.data, base.bias.new_zeros(a.shape[0])])
+            self.fused = (fused, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         routing = self.routing
         if not routing.present & self.users:
             return self.base(x)
-        h = self.base(x * self.in_scale[routing.index][:, None, :] if self.in_scale is not None else x)
-        if self.low_rank is not None:
-            a, b, owner = self.low_rank
-            low = (x @ a.T) * routing.mask(owner, x.dtype)
+        low = None
+        if self.fused is not None:
+            full = F.linear(x, *self.fused)
+            h, low = full[..., : self.base.out_features], full[..., self.base.out_features:]
+        else:
+            h = self.base(x * self.in_scale[routing.index][:, None, :] if self.in_scale is not None else x)
+            if self.low_rank is not None:
+                low = x @ self.low_rank[0].T
+        if low is not None:
+            _, b, owner = self.low_rank
+            low = low * routing.mask(owner, x.dtype)
             h = torch.addmm(h.reshape(-1, h.shape[-1]), low.reshape(-1, low.shape[-1]), b.T).view(h.shape)
         if self.out_scale is not None:
             h = h * self.out_scale[routing.index][:, None, :]
