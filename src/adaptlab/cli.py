@@ -34,6 +34,7 @@ def _mount() -> None:
     from adaptlab.commands import chat; chat.register(app)
     from adaptlab.commands import feedback; feedback.register(app)
     from adaptlab.commands import compare; compare.register(app)
+    from adaptlab.commands import plan; plan.register(app)
 
 
 _mount()

@@ -135,6 +135,35 @@ def judge_cmd(pairs: str = typer.Option(..., "--pairs", help="JSONL pairs ({prom
     console.print(f"{len(rows)} preference rows -> {out}" if rows else "the judge decided no pair: nothing written")
 
 
+@feedback_app.command("compare")
+def compare_cmd(recipe: Path = typer.Argument(..., help="comparison recipe, e.g. examples/rlhf-vs-rlaif.yaml"),
+                overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. split.eval_prompts=32"),
+                budget: str = typer.Option(None, "--budget", "-b", help="a named budget of the recipe (quick)")) -> None:
+    """SFT, RLHF (reward model + RLOO), DPO and RLAIF (AI-judge labels) from one recipe: each policy's win rate
+    over SFT and harmless rate by a held-out judge, beside the RLAIF paper's Figure 3 (report.md + PNG).
+    Finished stages are reused, so a rerun continues where the last one stopped."""
+    from adaptlab.feedback.comparison import run_comparison
+    from adaptlab.feedback.comparison_report import LABELS, PAPER
+    from adaptlab.feedback.recipe import load_comparison
+
+    with _clear_errors():
+        cfg = load_comparison(recipe, budget, overrides or [])
+        results = run_comparison(cfg, event=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+
+    def pct(r: dict | None) -> str:
+        return "reference" if r is None else f"{r['value']:.1f}% [{r['low']:.1f}, {r['high']:.1f}]"
+
+    table = Table("policy", "win rate over SFT", "harmless rate", "paper: win (summ. / helpful)", "paper: harmless",
+                  title=f"{results['eval_prompts']} held-out prompts; judge: {results['heldout_judge']}")
+    for name, row in results["eval"]["policies"].items():
+        paper = PAPER.get(name, {})
+        wins = f"{paper['win_summarization']:.0f}% / {paper['win_helpful']:.0f}%" if "win_helpful" in paper else "-"
+        table.add_row(LABELS[name], pct(row["win_rate"]), pct(row["harmless_rate"]), wins,
+                      f"{paper['harmless']:.0f}%" if "harmless" in paper else "-")
+    console.print(table)
+    console.print(f"report: {Path(cfg.output_dir) / 'report.md'} (chart rlhf_vs_rlaif.png, results.json)")
+
+
 def _render_report(r) -> None:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.1%}"

@@ -1,0 +1,212 @@
+"""RLHF vs RLAIF vs DPO from one recipe (feedback/recipe.py), as in the RLAIF paper's Figure 3 (Lee et al. 2023,
+"RLAIF: Scaling Reinforcement Learning from Human Feedback with AI Feedback", arXiv:2309.00267).
+
+The preference pairs stand in for human votes and are split (seeded, disjoint) into train pairs, held-out
+judge pairs, calibration pairs and evaluation prompts. Each stage is one `train.train` run in its own folder
+under `output_dir`; a stage whose `final/` artifact exists is skipped, one cut short resumes from its last
+checkpoint, so a rerun only does what is missing:
+
+    sft            LoRA (or the recipe's method) on the train pairs' chosen answers; merged into sft-merged/
+    reward-human   reward model on the train pairs (the human votes)
+    rlhf           RLOO from the SFT policy against reward-human
+    dpo            DPO from the SFT policy on the same pairs
+    ai-labels      the same pairs relabelled by the AI judge (both orders, recipe's order rule; ties dropped)
+    reward-ai      reward model on the AI labels;  rlaif: RLOO from SFT against it (or DPO on the AI labels)
+    reward-heldout reward model on the held-out judge pairs: the held-out judge (feedback/policy_eval.py)
+
+Then every policy answers the evaluation prompts and feedback/policy_eval.py scores them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from adaptlab.config import ConfigError, TrainConfig, explain
+from adaptlab.feedback.judge import Item, criteria_text, judge_pairs, make_backend, report, transcript
+from adaptlab.feedback.recipe import ComparisonConfig
+from adaptlab.feedback.store import write_jsonl
+
+log = logging.getLogger(__name__)
+Event = Callable[[str], None]
+POLICIES = ("sft", "rlhf", "dpo", "rlaif")
+
+
+def split_pairs(cfg: ComparisonConfig) -> dict[str, list]:
+    """Disjoint slices of the recipe's pairs after a seeded shuffle: train, judge, calibration, eval."""
+    from adaptlab.data import load_records
+    from adaptlab.data.records import Preference
+
+    records = [r for r in load_records(cfg.pairs) if isinstance(r, Preference)]
+    s = cfg.split
+    sizes = {"train": s.train_pairs, "judge": s.judge_pairs, "calibration": s.calibration_pairs, "eval": s.eval_prompts}
+    if sum(sizes.values()) > len(records):
+        raise ValueError(f"split asks for {sum(sizes.values())} pairs but {cfg.pairs} holds {len(records)} "
+                         "preference pairs; lower split.*")
+    random.Random(cfg.seed).shuffle(records)
+    out, start = {}, 0
+    for name, n in sizes.items():
+        out[name], start = records[start: start + n], start + n
+    return out
+
+
+def pair_row(r) -> dict:
+    return {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
+
+
+def chat_turns(prompt) -> list[dict[str, str]]:
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+def write_data(cfg: ComparisonConfig, out: Path) -> dict[str, Path]:
+    """The split as JSONL files the objectives read (data/); written once, so a rerun trains on the same."""
+    data = out / "data"
+    files = {name: data / f"{name}.jsonl" for name in ("human", "sft", "judge", "calibration", "eval")}
+    if all(f.exists() for f in files.values()):
+        return files
+    split = split_pairs(cfg)
+    write_jsonl([pair_row(r) for r in split["train"]], files["human"])
+    write_jsonl([{"messages": [*chat_turns(r.prompt), {"role": "assistant", "content": r.chosen}]}
+                 for r in split["train"]], files["sft"])
+    for name in ("judge", "calibration", "eval"):
+        write_jsonl([pair_row(r) for r in split[name]], files[name])
+    return files
+
+
+def stage_config(cfg: ComparisonConfig, name: str, section: dict[str, Any], out: Path, **keys: Any) -> TrainConfig:
+    """`train` + the stage's section + what the pipeline sets (model, objective, data, output_dir)."""
+    from adaptlab.compare.runner import deep_merge
+
+    tree = deep_merge(deep_merge(cfg.train, section), {"output_dir": str(out / name), **keys})
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(explain(e, TrainConfig, f"(stage {name}: keys from `train` and its section)")) from None
+
+
+def data_keys(train: Path, eval_file: Path | None = None) -> dict:
+    return {"data": {"train": str(train), "eval": str(eval_file) if eval_file else None, "eval_fraction": 0.0}}
+
+
+def run_stage(tc: TrainConfig, event: Event) -> Path:
+    """Train one stage unless its artifact exists; a run cut short resumes from its last checkpoint."""
+    from adaptlab.train import train
+
+    out = Path(tc.output_dir)
+    final = out / "final"
+    if final.is_dir():
+        event(f"{out.name}: done before, skipped")
+        return final
+    resume = (out / "checkpoints").is_dir()
+    event(f"{out.name}: {tc.objective} for {tc.max_steps} steps" + (" (resuming)" if resume else ""))
+    train(tc, resume=resume, overwrite=not resume)
+    return final
+
+
+def merge_once(artifact: Path, out: Path, event: Event) -> Path:
+    """The SFT adapter folded into a plain transformers folder, the model every later policy starts from."""
+    from adaptlab.methods.fidelity import merge_artifact
+
+    if (out / "config.json").exists():
+        return out
+    event(f"{out.name}: merging {artifact}")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merge_artifact(artifact, tmp, save_dtype="fp32")
+    os.replace(tmp, out)
+    return out
+
+
+def ai_labels(cfg: ComparisonConfig, human: Path, out: Path, event: Event) -> tuple[Path, dict]:
+    """The train pairs relabelled by the AI judge: decided pairs as preference rows, and the judge report."""
+    target = out / "data" / "ai.jsonl"
+    rows = [json.loads(line) for line in human.read_text(encoding="utf-8").splitlines()]
+    items = [Item(transcript(r["prompt"]), r["chosen"], r["rejected"], "x") for r in rows]
+    j = cfg.ai_judge
+    event(f"ai-labels: {j.model} ({j.scoring}, {j.order_rule} rule) judges {len(items)} pairs in both orders")
+    backend = make_backend(j.model, j.endpoint_model, scoring=j.scoring, criteria=cfg.criteria)
+    records = judge_pairs(items, backend, criteria_text(cfg.criteria), out / "ai-labels.verdicts",
+                          order_rule=j.order_rule)
+    labelled = [{"prompt": row["prompt"], "chosen": rec[rec["verdict"]], "rejected": rec["y" if rec["verdict"] == "x" else "x"]}
+                for row, rec in zip(rows, records) if rec["verdict"] != "tie"]
+    if len(labelled) < 2:
+        raise ValueError(f"the AI judge decided {len(labelled)} of {len(items)} pairs; too few to train on "
+                         "(try ai_judge.order_rule: average)")
+    write_jsonl(labelled, target)
+    return target, report(records).__dict__
+
+
+def run_arms(cfg: ComparisonConfig, event: Event = log.info) -> dict[str, Any]:
+    """Train (or reuse) every stage; returns the policies (name -> (model, adapter or None)), the held-out
+    reward model, the data files, the steps of each stage and the AI judge's report."""
+    out = Path(cfg.output_dir).resolve()
+    files = write_data(cfg, out)
+    steps: dict[str, int] = {}
+
+    def stage(name: str, section: dict[str, Any], model: str, objective: str, pairs: Path, eval_file: Path | None = None) -> Path:
+        tc = stage_config(cfg, name, section, out, model=model, objective=objective, **data_keys(pairs, eval_file))
+        steps[name] = tc.max_steps
+        return run_stage(tc, event)
+
+    base = str(merge_once(stage("sft", cfg.sft, cfg.model, "sft", files["sft"]), out / "sft-merged", event))
+
+    def rl(name: str, pairs: Path) -> Path:
+        reward = stage(f"reward-{name}", cfg.reward, cfg.model, "reward", pairs, files["calibration"])
+        section = {**cfg.rloo, "rloo": {**cfg.rloo.get("rloo", {}), "reward": str(reward)}}
+        return stage(name, section, base, "rloo", pairs)
+
+    policies = {"sft": (base, None), "rlhf": (base, rl("rlhf", files["human"])),
+                "dpo": (base, stage("dpo", cfg.dpo, base, "dpo", files["human"]))}
+    ai, judge_report = ai_labels(cfg, files["human"], out, event)
+    policies["rlaif"] = (base, rl("rlaif", ai) if cfg.rlaif_objective == "rloo" else stage("rlaif", cfg.dpo, base, "dpo", ai))
+    heldout = stage("reward-heldout", cfg.reward, cfg.model, "reward", files["judge"], files["calibration"])
+    return {"out": out, "files": files, "policies": policies, "heldout_reward": heldout, "ai_judge": judge_report,
+            "steps": steps}
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_comparison(cfg: ComparisonConfig, event: Event = log.info) -> dict[str, Any]:
+    """Every stage, every policy's answers to the held-out prompts, their win and harmless rates; writes
+    results.json, report.md and rlhf_vs_rlaif.png to `output_dir` and returns the results."""
+    from adaptlab.feedback.comparison_report import chart, markdown
+    from adaptlab.feedback.policy_eval import answers, endpoint_wins, evaluate_policies
+    from adaptlab.train.rewards import model_reward
+
+    arms = run_arms(cfg, event)
+    out, files = arms["out"], arms["files"]
+    prompts = [r["prompt"] for r in read_rows(files["eval"])]
+    said = {}
+    for name, (model, adapter) in arms["policies"].items():
+        event(f"answers: {name} answers {len(prompts)} held-out prompts")
+        said[name] = answers(model, str(adapter) if adapter else None, prompts, cfg.generation,
+                             out / "answers" / f"{name}.jsonl")
+    judge = None
+    if cfg.heldout_judge != "reward-model":
+        def judge(name: str, policy: list[str]) -> list[float]:
+            return endpoint_wins(cfg.heldout_judge, cfg.heldout_judge_model, cfg.criteria, prompts, policy,
+                                 said["sft"], out / "heldout-judge" / f"{name}.verdicts")
+    event("scoring: the held-out judge compares every policy with SFT")
+    evaluation = evaluate_policies(said, prompts, model_reward(str(arms["heldout_reward"])),
+                                   read_rows(files["calibration"]), judge)
+    j = cfg.ai_judge
+    results = {"model": cfg.model, "pairs": cfg.pairs, "criteria": cfg.criteria, "eval_prompts": len(prompts),
+               "heldout_judge": ("a reward model trained on held-out human pairs (reward-heldout)"
+                                 if judge is None else f"{cfg.heldout_judge}, both orders, FastChat rule"),
+               "ai_judge_spec": f"{j.model} ({j.scoring} scoring, {j.order_rule} order rule)",
+               "rlaif_objective": cfg.rlaif_objective, "steps": arms["steps"], "ai_judge": arms["ai_judge"],
+               "eval": evaluation}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "report.md").write_text(markdown(results), encoding="utf-8")
+    (out / "rlhf_vs_rlaif.png").write_bytes(chart(results))
+    return results
