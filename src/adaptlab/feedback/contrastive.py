@@ -15,10 +15,10 @@ model (Askell et al. 2021, arXiv:2112.00861). The pair's soft preference is Brad
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptlab.feedback.judge import Item, sigmoid
 from adaptlab.models.generation import loglikelihoods
 from adaptlab.registry import lookup
 
@@ -28,6 +28,11 @@ INSTRUCTIONS = {
                 "acts, you refuse such requests politely, and you avoid offensive content.",
     "helpful": "You are a helpful assistant. You answer the user's request accurately, relevantly and clearly.",
 }
+
+
+def sigmoid(z: float) -> float:
+    """1 / (1 + e^-z), without overflow for large |z|."""
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
 
 
 def instruction_text(spec: str) -> str:
@@ -46,8 +51,8 @@ class ContrastiveJudge:
     name: str = "contrastive"
     batch_size: int = 8
 
-    def pair_probabilities(self, items: list[Item]) -> list[float]:
-        """P(x preferred over y) for each item."""
+    def pair_probabilities(self, items: list) -> list[float]:
+        """P(x preferred over y) for each judge item (feedback/judge.Item: prompt, x, y)."""
         requests = [(self._context(it.prompt, system), answer) for it in items for answer in (it.x, it.y)
                     for system in (self.instruction, None)]
         lls = [ll for ll, _ in loglikelihoods(self.model, self.tokenizer, requests, batch_size=self.batch_size)]

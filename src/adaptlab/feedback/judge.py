@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from adaptlab.feedback.agreement import pair_kappa
+from adaptlab.feedback.contrastive import ContrastiveJudge, instruction_text, sigmoid
 from adaptlab.models.generation import loglikelihoods
 from adaptlab.registry import lookup
 
@@ -156,11 +156,6 @@ class LocalJudge:
             return prompt + "\nAnswer:"
         return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                   add_generation_prompt=True)
-
-
-def sigmoid(z: float) -> float:
-    """1 / (1 + e^-z), without overflow for large |z|."""
-    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
 
 
 @dataclass
@@ -400,8 +395,6 @@ def make_backend(spec: str, endpoint_model: str | None = None, dtype: str = "aut
 
     loaded = load_model(spec, dtype=dtype)
     if scoring == "contrastive":
-        from adaptlab.feedback.contrastive import ContrastiveJudge, instruction_text
-
         return ContrastiveJudge(loaded.model, loaded.tokenizer, instruction_text(criteria), name=f"contrastive:{spec}")
     return LocalJudge(loaded.model, loaded.tokenizer, name=spec)
 
