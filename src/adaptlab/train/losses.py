@@ -36,10 +36,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for s in range(0, hidden.shape[0], chunk):
             h = hidden[s:s + chunk]
             y = targets[s:s + chunk]
-            logits = (h @ weight.t()).to(acc)
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            g = logits.sub_(lse[:, None]).exp_()  # softmax in place: no second [chunk x vocab] buffer
+            # one fused log-softmax pass (not logsumexp's four), then the softmax in place from it
+            logp = torch.log_softmax(h @ weight.t(), dim=-1, dtype=acc)
+            total -= logp.gather(1, y[:, None]).sum()
+            g = logp.exp_()
             g[torch.arange(len(y), device=y.device), y] -= 1.0
             g = g.to(hidden.dtype)
             grad_h[s:s + chunk] = g @ weight
@@ -77,8 +77,8 @@ class _LinearLogProbs(torch.autograd.Function):
         acc = torch.promote_types(hidden.dtype, torch.float32)
         out = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
         for s in range(0, hidden.shape[0], chunk):
-            logits = (hidden[s:s + chunk] @ weight.t()).to(acc)
-            out[s:s + chunk] = logits.gather(1, targets[s:s + chunk, None]).squeeze(1) - torch.logsumexp(logits, -1)
+            logp = torch.log_softmax(hidden[s:s + chunk] @ weight.t(), dim=-1, dtype=acc)
+            out[s:s + chunk] = logp.gather(1, targets[s:s + chunk, None]).squeeze(1)
         ctx.save_for_backward(hidden, weight, targets)
         ctx.chunk = chunk
         return out
@@ -91,7 +91,7 @@ class _LinearLogProbs(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if ctx.needs_input_grad[1] else None
         for s in range(0, hidden.shape[0], ctx.chunk):
             h, y = hidden[s:s + ctx.chunk], targets[s:s + ctx.chunk]
-            g = torch.softmax((h @ weight.t()).to(acc), dim=-1).neg_()
+            g = torch.softmax(h @ weight.t(), dim=-1, dtype=acc).neg_()
             g[torch.arange(len(y), device=y.device), y] += 1.0
             g = g.mul_(grad_out[s:s + ctx.chunk, None]).to(hidden.dtype)
             grad_h[s:s + ctx.chunk] = g @ weight
