@@ -168,6 +168,7 @@ class Matrix:
         return self.cfg.measure.model_dump()
 
     def rag_cell(self, route: RouteSpec, files: TaskFiles) -> None:
+        """The base model with sources retrieved from task.corpus (compare/rag.py); skipped without a corpus."""
         seed, meta = self.cfg.seeds[0], {"kind": "rag", "shots": 0, "method": None}
         if reason := skip_reason(route, files):
             self.skip(route, seed, reason, meta)
@@ -183,21 +184,24 @@ class Matrix:
                 "store": str(store_path(self.out / "rag", files.corpus, rag))}
         self.run_cell(route, seed, spec, meta)
 
-    def prompt_cells(self, files: TaskFiles) -> None:
-        probe_done = False
+    def prompt_cell(self, route: RouteSpec, files: TaskFiles) -> None:
+        """The base model with a zero- or few-shot prompt; the first zero-shot cell also probes forgetting."""
+        spec = {"kind": "prompt", "model": self.cfg.model, "task": str(files.shots(route.shots)),
+                "measure": self.measure_spec(), "forgetting": route.shots == 0 and not self.probed}
+        self.probed = self.probed or spec["forgetting"]
+        meta = {"kind": "prompt", "shots": route.shots, "method": None}
+        if route.shots >= files.n_train:
+            self.skip(route, self.cfg.seeds[0], f"{route.shots} shots need more training rows than "
+                      f"{files.n_train}", meta)
+            return
+        self.run_cell(route, self.cfg.seeds[0], spec, meta)
+
+    def untrained_cells(self, files: TaskFiles) -> None:
+        """Every route that trains nothing (prompting, rag), before the warm-up so their time is known."""
+        self.probed = False
+        cell = {"prompt": self.prompt_cell, "rag": self.rag_cell}
         for route in (r for r in self.cfg.routes if not r.trains):
-            if route.kind == "rag":
-                self.rag_cell(route, files)
-                continue
-            spec = {"kind": "prompt", "model": self.cfg.model, "task": str(files.shots(route.shots)),
-                    "measure": self.measure_spec(), "forgetting": route.shots == 0 and not probe_done}
-            probe_done = probe_done or spec["forgetting"]
-            meta = {"kind": "prompt", "shots": route.shots, "method": None}
-            if route.shots >= files.n_train:
-                self.skip(route, self.cfg.seeds[0], f"{route.shots} shots need more training rows than "
-                          f"{files.n_train}", meta)
-                continue
-            self.run_cell(route, self.cfg.seeds[0], spec, meta)
+            cell[route.kind](route, files)
 
     def overhead_s(self, speed: Speed) -> float:
         """A training cell's time besides its steps, from the warm-up and the zero-shot cell."""
@@ -268,7 +272,7 @@ class Matrix:
                "n_test": files.n_test, "test_carved": files.carved, "test_task": str(files.test)}
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "run.json", run)
-        self.prompt_cells(files)
+        self.untrained_cells(files)
         self.train_cells(files)
         run["elapsed_s"] = time.perf_counter() - self.start
         if (self.out / "plan.json").exists():
