@@ -139,9 +139,9 @@ def test_each_objective_trains_on_what_the_task_has(tmp_path):
     rloo = RouteSpec(name="rloo", method={"name": "lora"}, objective="rloo")
     assert skip_reason(dpo, plain) == NO_PREFERENCES and skip_reason(dpo, derived) is None
     assert skip_reason(RouteSpec(name="rag", rag={}), plain) == NO_CORPUS
-    keys = training_keys(dpo, derived, steps=5, batch=4, eval_max=3)
-    assert keys["objective"] == "dpo" and keys["data"] == {"train": derived.preferences, "limit": 23}
-    keys = training_keys(rloo, plain, steps=5, batch=4, eval_max=3)
+    keys = training_keys(dpo, derived, steps=5, batch=4)
+    assert keys["objective"] == "dpo" and keys["data"] == {"train": derived.preferences, "limit": 20, "eval_fraction": 0}
+    keys = training_keys(rloo, plain, steps=5, batch=4)
     assert keys["rloo"]["reward"] == f"task:{plain.rewards}" and keys["data"]["train"] == str(plain.train)
     rows = [json.loads(line) for line in plain.rewards.read_text().splitlines()]
     assert len(rows) == plain.n_train and rows[0]["choices"] == LABELS and rows[0]["answer"] in LABELS
@@ -155,5 +155,5 @@ def test_recipe_errors_name_the_route():
     with pytest.raises(ValueError, match="not both"):
         TaskSpec(preferences="p.jsonl", preferences_from_labels=True)
     with pytest.raises(ValueError, match="unknown compare objective 'ppo'; choose one of: dpo, rloo, sft"):
-        training_keys(RouteSpec(name="p", method={"name": "lora"}, objective="ppo"), None, 1, 1, 1)
+        training_keys(RouteSpec(name="p", method={"name": "lora"}, objective="ppo"), None, 1, 1)
     assert CompareConfig(task={"corpus": "docs"}, routes=[{"name": "rag", "rag": {}}]).task.corpus == ["docs"]

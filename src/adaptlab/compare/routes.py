@@ -60,13 +60,14 @@ TRAIN_ROUTES: dict[str, TrainRoute] = {
 }
 
 
-def training_keys(route: RouteSpec, files: TaskFiles, steps: int, batch: int, eval_max: int) -> dict:
-    """The TrainConfig keys the objective sets from the task; an objective whose setup touches every record
-    reads only the records `steps` steps of `batch` rows use (plus the held-out slice)."""
+def training_keys(route: RouteSpec, files: TaskFiles, steps: int, batch: int) -> dict:
+    """The TrainConfig keys the objective sets from the task. An objective whose setup touches every record
+    reads only the records `steps` steps of `batch` rows use, and splits off no held-out records: the cell
+    scores the test split, and held-out pairs or prompts would cost a reference pass or rollouts for nothing."""
     spec = lookup(TRAIN_ROUTES, route.objective, "compare objective")
     keys = {"objective": route.objective, **spec.data(files)}
     if spec.once_per_record:
-        keys["data"]["limit"] = steps * batch + eval_max
+        keys["data"].update(limit=steps * batch, eval_fraction=0.0)
     return keys
 
 

@@ -159,7 +159,7 @@ class Matrix:
             "model": self.cfg.model, "method": route.method, "seed": seed, "loggers": ["jsonl"], "save_every": 0,
             "max_steps": steps, "eval_every": 0, "output_dir": str(self.out / "cells" / self.key(route, seed) / "run")})
         cfg = TrainConfig.model_validate(tree)
-        tree = deep_merge(tree, training_keys(route, files, steps, cfg.batch_size * cfg.grad_accum, cfg.data.eval_max))
+        tree = deep_merge(tree, training_keys(route, files, steps, cfg.batch_size * cfg.grad_accum))
         cfg = TrainConfig.model_validate(tree)
         get_method(cfg.method.name)
         return cfg.model_dump()
