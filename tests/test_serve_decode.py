@@ -1,11 +1,13 @@
 """Step-level decoder: rows joining and leaving a running batch decode exactly as transformers does alone."""
 
+import pytest
 import torch
 
 from adaptlab.methods import MethodConfig, get_method
 from adaptlab.methods.multi import BASE, AdapterSet
 from adaptlab.models import tiny_llama
 from adaptlab.models.decode import Lane, Row, SamplingParams, sample_tokens
+from adaptlab.serve.batched import RowAdapters
 
 PROMPTS = ["The capital of France is", "1, 2, 3, 4,", "def add(a, b):\n    return", "Once"]
 
@@ -48,26 +50,50 @@ def test_rows_joining_mid_batch_match_transformers_generate(tiny):
         assert row.finish_reason == "length"
 
 
-def test_mixed_adapters_in_one_batch_match_each_adapter_alone(tmp_path):
+def _lora(path, seed: int):
+    lora = get_method("lora").apply(tiny_llama()[0].float(), MethodConfig(r=4))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in lora.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    lora.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("routed", ["peft", "rows"])
+def test_mixed_adapters_in_one_batch_match_each_adapter_alone(tmp_path, routed):
     model, tok = tiny_llama()
-    for name, seed in [("a", 1), ("b", 2)]:
-        lora = get_method("lora").apply(tiny_llama()[0].float(), MethodConfig(r=4))
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            for p in lora.parameters():
-                if p.requires_grad:
-                    p.add_(0.3 * torch.randn_like(p))
-        lora.save_pretrained(tmp_path / name)
     adapters = AdapterSet(model.float())
-    adapters.load("a", tmp_path / "a")
-    adapters.load("b", tmp_path / "b")
-    lane = Lane(adapters.forward_mixed, tok.pad_token_id)
+    adapters.load("a", _lora(tmp_path / "a", 1))
+    adapters.load("b", _lora(tmp_path / "b", 2))
+    lane = Lane(adapters.forward_mixed if routed == "peft" else RowAdapters(adapters.model), tok.pad_token_id)
     rows = _run_lane(lane, {0: [_row(tok, PROMPTS[0], adapter="a"), _row(tok, PROMPTS[0], adapter="b")],
                             1: [_row(tok, PROMPTS[0], adapter=BASE)]})
     for row in rows:
         with adapters.active(row.adapter) as m:
             assert row.generated == _reference(m, tok, PROMPTS[0]), row.adapter
     assert rows[0].generated != rows[1].generated
+
+
+def test_a_shared_prompt_prefix_is_computed_once_per_adapter_and_kept(tmp_path):
+    model, tok = tiny_llama()
+    adapters = AdapterSet(model.float())
+    adapters.load("a", _lora(tmp_path / "a", 1))
+    lane = Lane(RowAdapters(adapters.model), tok.pad_token_id)
+    system = "You are a careful assistant who answers every question in one short sentence and never guesses. "
+    prompts = [system + q for q in ["What is 2+2?", "Name a colour.", "Say hi."]]
+    calls = []
+    forward = lane.forward
+    lane.forward = lambda names, **inputs: calls.append(inputs["input_ids"].shape) or forward(names, **inputs)
+    rows = _run_lane(lane, {0: [_row(tok, prompts[0], adapter="a"), _row(tok, prompts[1])],
+                            2: [_row(tok, prompts[2], adapter="a")]})
+    (prefix, per_adapter), = lane.prefixes.items()
+    assert len(prefix) >= 16 and set(per_adapter) == {"a", BASE}
+    assert calls[0] == (2, len(prefix)) and calls[1][1] < len(prefix)   # the prefix once, then suffixes only
+    for row, prompt in zip(rows, prompts, strict=True):
+        with adapters.active(row.adapter) as m:
+            assert row.generated == _reference(m, tok, prompt), row.adapter
 
 
 def test_stop_strings_are_cut_and_never_streamed(tiny):

@@ -5,7 +5,10 @@ row b's real tokens sit at the right end of `mask[b]`, and each row's position i
 real tokens, so a row computes exactly what it would compute alone (up to float rounding). Between steps:
 
 * `join(rows)` prefills the new prompts as one left-padded batch, samples their first tokens and
-  concatenates their cache to the lane's (the shorter side is padded on the left, masked out);
+  concatenates their cache to the lane's (the shorter side is padded on the left, masked out). A prompt
+  prefix the joining rows share (a chat template's system prompt, a few-shot block) is computed once per
+  adapter and kept for later joins, so those rows only prefill their own suffix (prefix caching as in
+  vLLM; the rows are laid out [prefix | padding | suffix]);
 * `step()` feeds every row its last token and samples the next one, each row with its own
   temperature / top-p / seed / stop strings and its own adapter (the lane's `forward` routes rows);
 * `remove(ids)` drops finished or cancelled rows and trims columns that only padding uses.
@@ -18,17 +21,19 @@ tokens whose probability reaches p. T = 0 is greedy.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from adaptlab.models.generation import left_padded, truncate_at_stop
+from adaptlab.models.generation import MIN_SHARED_PREFIX, left_padded, shared_prefix_len, truncate_at_stop
 
 # forward(adapter per row, **model inputs) -> model output with .logits and .cache
 Forward = Callable[..., object]
 _ids = itertools.count()
+KEPT_PREFIXES = 8   # shared prompt prefixes whose KV a lane keeps (per adapter, batch 1: small)
 
 
 @dataclass
@@ -148,14 +153,17 @@ class Lane:
         self.rows: list[Row] = []
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long)
+        # shared prompt prefix -> adapter -> that prefix's KV (per layer: keys, values of batch 1)
+        self.prefixes: OrderedDict[tuple[int, ...], dict[str, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def join(self, rows: list[Row]) -> list[tuple[Row, str]]:
         """Prefill `rows` (one left-padded batch), sample their first tokens, add them to the lane."""
-        ids, mask = left_padded([list(r.prompt) for r in rows], 0, self.pad_id)
-        out = self._run(rows, ids, mask, None)
+        plen, prefix_cache = self._shared_prefix(rows)
+        ids, mask = left_padded([list(r.prompt) for r in rows], plen, self.pad_id)
+        out = self._run(rows, ids[:, plen:], mask, prefix_cache)
         if self.cache is None:
             self.cache, self.mask = out.cache, mask
         else:
@@ -189,6 +197,35 @@ class Lane:
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+    def _shared_prefix(self, rows: list[Row]) -> tuple[int, DynamicCache | None]:
+        """The longest prefix every joining prompt shares (one kept from an earlier join, else their common
+        prefix when >= MIN_SHARED_PREFIX tokens) and a cache holding its KV for each row's adapter."""
+        limit = min(len(r.prompt) for r in rows) - 1   # every row keeps >= 1 own token to feed
+        kept = [p for p in self.prefixes if shared_prefix_len([p, *(r.prompt for r in rows)], limit) == len(p)]
+        if kept:
+            prefix = max(kept, key=len)
+        else:   # a lone row shares nothing yet: its whole prompt would be a useless prefix
+            shared = shared_prefix_len([r.prompt for r in rows], limit) if len(rows) > 1 else 0
+            prefix = tuple(rows[0].prompt[:shared])
+        if len(prefix) < MIN_SHARED_PREFIX:
+            return 0, None
+        per_adapter = self.prefixes.setdefault(prefix, {})
+        self.prefixes.move_to_end(prefix)
+        while len(self.prefixes) > KEPT_PREFIXES:
+            self.prefixes.popitem(last=False)
+        missing = sorted({r.adapter for r in rows} - per_adapter.keys())
+        if missing:   # one forward for the prefix under every adapter not seen with it yet
+            ids = torch.tensor([prefix] * len(missing), dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                layers = self.forward(missing, input_ids=ids, use_cache=True, logits_to_keep=1).cache.layers
+            for i, adapter in enumerate(missing):
+                per_adapter[adapter] = [(la.keys[i:i + 1], la.values[i:i + 1]) for la in layers]
+        cache = DynamicCache()
+        for layer in range(len(per_adapter[rows[0].adapter])):
+            kv = [per_adapter[r.adapter][layer] for r in rows]
+            cache.update(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv]), layer)
+        return len(prefix), cache
 
     def _run(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache | None):
         width = ids.shape[1]

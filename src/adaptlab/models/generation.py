@@ -97,6 +97,12 @@ def _lcp(a: tuple[int, ...], b: tuple[int, ...], limit: int) -> int:
     return i
 
 
+def shared_prefix_len(seqs: list[list[int]] | list[tuple[int, ...]], limit: int) -> int:
+    """Length of the prefix every sequence shares, at most `limit`."""
+    first = tuple(seqs[0])
+    return functools.reduce(lambda n, s: _lcp(first, tuple(s), n), seqs, min(limit, len(first)))
+
+
 def _groups(rows: list[_Row]) -> tuple[list[tuple[int, list[_Row]]], list[_Row]]:
     """Split rows into (shared prefix length, rows) groups and a pool of rows with no useful prefix."""
     rows = sorted(rows, key=lambda r: r.tokens)
@@ -259,8 +265,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, st
         idx = order[i: i + batch_size]
         seqs = [encoded[j] for j in idx]
         # shared prefix, leaving every row >= 1 own token for generate to feed
-        plen = min(functools.reduce(lambda n, s: _lcp(tuple(seqs[0]), tuple(s), n), seqs, len(seqs[0])),
-                   min(len(s) for s in seqs) - 1)
+        plen = shared_prefix_len(seqs, min(len(s) for s in seqs) - 1)
         plen = plen if plen >= MIN_SHARED_PREFIX else 0
         ids, mask = left_padded(seqs, plen, pad_id)
         extra = {}
