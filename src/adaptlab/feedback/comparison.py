@@ -7,11 +7,11 @@ under `output_dir`; a stage whose `final/` artifact exists is skipped, one cut s
 checkpoint, so a rerun only does what is missing:
 
     sft            LoRA (or the recipe's method) on the train pairs' chosen answers; merged into sft-merged/
-    reward-human   reward model on the train pairs (the human votes)
-    rlhf           RLOO from the SFT policy against reward-human
+    reward-rlhf    reward model on the train pairs (the human votes)
+    rlhf           RLOO from the SFT policy against reward-rlhf
     dpo            DPO from the SFT policy on the same pairs
     ai-labels      the same pairs relabelled by the AI judge (both orders, recipe's order rule; ties dropped)
-    reward-ai      reward model on the AI labels;  rlaif: RLOO from SFT against it (or DPO on the AI labels)
+    reward-rlaif   reward model on the AI labels;  rlaif: RLOO from SFT against it (or DPO on the AI labels)
     reward-heldout reward model on the held-out judge pairs: the held-out judge (feedback/policy_eval.py)
 
 Then every policy answers the evaluation prompts and feedback/policy_eval.py scores them.
