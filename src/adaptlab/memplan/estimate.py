@@ -21,7 +21,7 @@ step     framework
                         kv = kv_heads x head_dim), measured with saved-tensor hooks on tiny Llamas:
                             frozen base, bf16:   12 h +  8 i + 4 q + 4 kv  (+ the method's own, `memplan.methods`)
                             frozen base, fp32:   16 h + 16 i + 8 q + 8 kv
-                            full, bf16:          24 h + 10 i + 4 q + 4 kv  (fp32 residual stream, bf16 matmuls)
+                            full, bf16:          26 h +  8 i + 4 q + 4 kv  (fp32 residual stream, bf16 matmuls)
                             full, fp32:          24 h + 16 i + 8 q + 8 kv
                         plus 4 bytes per head (SDPA keeps the softmax's log-sum-exp, not the scores).
                         With activation checkpointing a layer keeps only its input (h values in the residual
@@ -60,7 +60,7 @@ LOSS_CHUNK = 2048             # train.losses.linear_cross_entropy's default chun
 EFFICIENCY = {"cpu": 0.35, "cuda": 0.45}  # achieved / peak matmul throughput of a training step (calibrated)
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 # activation bytes per layer per token: (h, i, q, kv) coefficients by (trains every weight, compute bytes)
-ACTIVATION = {(False, 2): (12, 8, 4, 4), (False, 4): (16, 16, 8, 8), (True, 2): (24, 10, 4, 4), (True, 4): (24, 16, 8, 8)}
+ACTIVATION = {(False, 2): (12, 8, 4, 4), (False, 4): (16, 16, 8, 8), (True, 2): (26, 8, 4, 4), (True, 4): (24, 16, 8, 8)}
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def estimate(shape: ModelShape, method: str, settings: Settings, device_type: st
     optimizer = cost.optimizer(device_type) if settings.optimizer == "auto" else settings.optimizer
     trainable = cost.trainable(shape, cfg)
     base = cost.base_bytes(shape, cfg, compute)
-    per_layer = activation_bytes(shape, cost.full, compute) + cost.extra_per_token(shape, cfg)
+    per_layer = activation_bytes(shape, cost.full, compute) + cost.extra_per_token(shape, cfg, compute)
     tokens = settings.tokens
     if settings.activation_checkpointing:
         activations = shape.layers * tokens * shape.hidden * (4 if cost.full else compute) + tokens * per_layer

@@ -12,8 +12,9 @@
                g inputs, b + 32/g bits. Norms stay in the compute dtype. Full fine-tuning keeps fp32 weights.
     optimizer  torch AdamW (two fp32 moments: 8 bytes per trainable parameter) except where the method brings
                its own: qlora / loftq use bitsandbytes' paged 8-bit AdamW on CUDA (2 bytes per parameter).
-    extra      method-specific saved activations per token per layer (bytes), measured with
-               `torch.autograd.graph.saved_tensors_hooks` on tiny models (tests/test_plan.py checks the totals).
+    extra      method-specific saved activations per token per layer (bytes) on top of the frozen-base table
+               in `memplan.estimate`, found with `torch.autograd.graph.saved_tensors_hooks` on tiny Llamas
+               (tests/test_plan.py checks the totals of every method against the hooks).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adaptlab.memplan.shapes import ModelShape
+from adaptlab.memplan.shapes import Linear, ModelShape
 from adaptlab.methods import METHODS
 from adaptlab.methods.base import DEFAULT_TARGETS, MethodConfig
 from adaptlab.methods.ia3 import FEEDFORWARD, IA3_TARGETS
@@ -85,28 +86,41 @@ class MethodCost:
     cuda_optimizer: str = "adamw"                                 # what the method's own optimizer is on CUDA
     full: bool = False                                            # trains every weight (fp32 master copy)
     quantized: bool = False                                       # loads dense, then quantizes layer by layer
-    extra_per_token: Callable[[ModelShape, MethodConfig], float] = lambda shape, cfg: 0.0
+    extra_per_token: Callable[[ModelShape, MethodConfig, int], float] = lambda shape, cfg, compute: 0.0
 
     def optimizer(self, device_type: str) -> str:
         return self.cuda_optimizer if device_type == "cuda" else "adamw"
 
 
-def _adapter_extra(per_target: Callable[[ModelShape, MethodConfig, object], float]):
-    def extra(shape: ModelShape, cfg: MethodConfig) -> float:
+def _adapter_extra(per_target: Callable[[ModelShape, MethodConfig, Linear], float]):
+    def extra(shape: ModelShape, cfg: MethodConfig, compute: int) -> float:
         return sum(per_target(shape, cfg, lin) for lin in _targets(shape, cfg))
     return extra
 
 
-# LoRA saves A's output (r values) per target; DoRA also the base output it rescales (out values, fp32)
+def _ia3_extra(shape: ModelShape, cfg: MethodConfig, compute: int) -> float:
+    """IA3 keeps the unscaled outputs of the layers whose outputs it scales (k, v), fp32."""
+    names = list(IA3_TARGETS) if cfg.target_modules == DEFAULT_TARGETS else cfg.target_modules
+    return sum(4 * shape.linears[n].out_features for n in names if n in shape.linears and n not in FEEDFORWARD)
+
+
+def _qalora_extra(shape: ModelShape, cfg: MethodConfig, compute: int) -> float:
+    """QA-LoRA keeps only the group-pooled inputs (in / g) and A's output (r) per target; its quantized base
+    keeps no input at all, so the projections' inputs (2 h + q + i) that a peft adapter keeps are not kept."""
+    kept = sum(4 * (cfg.r + lin.in_features // cfg.group_size) for lin in _targets(shape, cfg))
+    return kept - compute * (2 * shape.hidden + shape.q_dim + shape.intermediate)
+
+
+# LoRA keeps A's output (r values, fp32) per target; DoRA also what its magnitude rescales: ~3 bytes per output
+# feature (2.5 to 3.9 measured on tiny Llamas)
 _lora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r)
-_dora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r + 8 * lin.out_features)
-_qalora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * (cfg.r + lin.in_features // cfg.group_size))
+_dora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r + 3 * lin.out_features)
 
 COSTS: dict[str, MethodCost] = {c.name: c for c in [
     MethodCost("full", full_params, lambda shape, cfg, cb: 4.0 * shape.total_params, full=True),
     MethodCost("lora", lora_params, _dense_base, extra_per_token=_lora_extra),
     MethodCost("dora", dora_params, _dense_base, extra_per_token=_dora_extra),
-    MethodCost("ia3", ia3_params, _dense_base),
+    MethodCost("ia3", ia3_params, _dense_base, extra_per_token=_ia3_extra),
     MethodCost("qlora", lora_params, _quantized_base(_nf4_bits), "paged_adamw8bit", quantized=True,
                extra_per_token=_lora_extra),
     MethodCost("loftq", lora_params, _quantized_base(_loftq_bits), "paged_adamw8bit", quantized=True,
