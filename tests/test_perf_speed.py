@@ -62,7 +62,7 @@ def losses(tmp_path, tiny_dir, steps: int = 3, **overrides) -> tuple[list[float]
 def test_activation_checkpointing_keeps_the_loss(tmp_path, tiny_dir, method):
     eager, _ = losses(tmp_path / "a", tiny_dir, method__name=method, compile=False)
     ckpt, trainer = losses(tmp_path / "b", tiny_dir, method__name=method, compile=False, activation_checkpointing=True)
-    assert trainer.speed == {"compiled": False, "activation_checkpointing": True}
+    assert trainer.speed == {"compiled": False, "activation_checkpointing": True, "packed_attention": True}
     assert speed.decoder_layers(trainer.model)[0].gradient_checkpointing
     torch.testing.assert_close(torch.tensor(ckpt), torch.tensor(eager), rtol=1e-5, atol=1e-6)
     manifest = json.loads((trainer.out / "manifest.json").read_text())
@@ -73,7 +73,7 @@ def test_activation_checkpointing_keeps_the_loss(tmp_path, tiny_dir, method):
 def test_compiled_layers_match_eager(tmp_path, tiny_dir):
     eager, _ = losses(tmp_path / "a", tiny_dir, compile=False)
     compiled, trainer = losses(tmp_path / "b", tiny_dir, compile=True)
-    assert trainer.speed["compiled"] is True
+    assert trainer.speed["compiled"] is True and trainer.speed["packed_attention"] is False  # keeps the mask
     assert all(hasattr(layer, "_compiled_call_impl") and layer._compiled_call_impl for layer in
                speed.decoder_layers(trainer.model))
     torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-4, atol=1e-5)

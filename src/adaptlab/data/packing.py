@@ -22,13 +22,14 @@ class Batch:
     position_ids: torch.Tensor           # [B, T]
     attention_mask: torch.Tensor | None  # [B, T] for padded batches; None for packed ones
     n_real_tokens: int                   # tokens that are not padding (what throughput counts)
+    segments: tuple[tuple[int, ...], ...] | None = None  # packed: each row's sequence lengths (pad tail last)
 
     @property
     def n_targets(self) -> int:
         """Tokens that carry loss (after the causal shift)."""
         return int((self.labels[:, 1:] != IGNORE).sum())
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         mask = self.attention_mask.to(device) if self.attention_mask is not None else None
         return replace(self, input_ids=self.input_ids.to(device), labels=self.labels.to(device),
                        position_ids=self.position_ids.to(device), attention_mask=mask)
@@ -62,7 +63,7 @@ def pack(examples: list[Example], seq_len: int, pad_id: int) -> list[list[Exampl
 
 def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> Batch:
     """Stack packed rows into a batch; position ids restart per example, pad tails carry no loss."""
-    ids, labels, pos = [], [], []
+    ids, labels, pos, segments = [], [], [], []
     for row in rows:
         r_ids, r_lab, r_pos = [], [], []
         for ex in row:
@@ -73,11 +74,12 @@ def collate_packed(rows: list[list[Example]], seq_len: int, pad_id: int) -> Batc
         r_ids += [pad_id] * pad
         r_lab += [IGNORE] * pad
         r_pos += list(range(pad))  # the tail is its own (ignored) segment
+        segments.append(tuple(len(ex) for ex in row) + ((pad,) if pad else ()))
         ids.append(r_ids)
         labels.append(r_lab)
         pos.append(r_pos)
     real = sum(len(ex) for row in rows for ex in row)
-    return Batch(torch.tensor(ids), torch.tensor(labels), torch.tensor(pos), None, real)
+    return Batch(torch.tensor(ids), torch.tensor(labels), torch.tensor(pos), None, real, tuple(segments))
 
 
 def collate_padded(examples: list[Example], pad_id: int, pad_to: int | None = None) -> Batch:

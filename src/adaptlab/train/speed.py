@@ -8,6 +8,9 @@
   packed rows keep shapes fixed, so it compiles once per shape (the first step pays the compile time).
   `auto` turns it on only where compiled layers were measured faster (`COMPILE_FASTER`, by
   `benchmarks/train_throughput.py --compile`).
+- packed attention (always, unless compiled): a packed row attends as one causal attention per sequence
+  instead of one block-masked attention over the row (`train/attention.py`); compiled layers keep the mask,
+  since per-sequence lengths would recompile them for every batch.
 - `activation_checkpointing`: each decoder layer keeps only its input and recomputes its activations in
   backward (Chen et al. 2016, arXiv:1604.06174): activation memory O(layers x tokens x hidden) instead of
   O(layers x tokens x (hidden + intermediate + heads x tokens)), for about one more forward per step.
@@ -25,6 +28,7 @@ from torch import nn
 
 from adaptlab.methods.base import base_model_of
 from adaptlab.models.device import cpu_kind
+from adaptlab.train.attention import use_packed_attention
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +94,16 @@ def compile_layers(model: nn.Module) -> int:
 
 
 def apply_speed_settings(model: nn.Module, compile: bool | str, checkpointing: bool, device: torch.device) -> dict:
-    """Apply the run's compile / activation-checkpointing switches; returns what was applied (for the manifest)."""
+    """Apply the run's compile / activation-checkpointing switches and packed attention; returns what was applied
+    (for the manifest)."""
     compiled = want_compile(compile, device)
+    packed = not compiled and use_packed_attention(model)
     if checkpointing:
         enable_checkpointing(model)
     if compiled:
         log.info("compiling %d decoder layers (torch.compile, inductor): the first step includes the compile time",
                  compile_layers(model))
-    return {"compiled": compiled, "activation_checkpointing": checkpointing}
+    return {"compiled": compiled, "activation_checkpointing": checkpointing, "packed_attention": packed}
 
 
 def eta_message(step_seconds: float, steps_left: int, over_seconds: float = 180.0) -> str | None:

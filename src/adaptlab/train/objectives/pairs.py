@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 from adaptlab.data.packing import Batch, collate_packed, pack
 from adaptlab.data.records import Preference, Record, require_responses
 from adaptlab.data.templates import IGNORE, Example
+from adaptlab.train.attention import segment_kwargs
 from adaptlab.train.losses import sequence_sums, token_logprobs
 from adaptlab.train.objectives.sft import decoder_and_head
 
@@ -139,7 +140,8 @@ def hidden_states(model: nn.Module, batch: PairBatch) -> Tensor:
     """The decoder's last hidden states, flattened to [R * T, H]."""
     body, _ = decoder_and_head(model)
     rows = batch.rows
-    hidden = body(input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False).last_hidden_state
+    hidden = body(input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False,
+                  **segment_kwargs(rows.segments)).last_hidden_state
     return hidden.flatten(0, 1)
 
 

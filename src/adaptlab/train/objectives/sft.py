@@ -17,6 +17,7 @@ from adaptlab.data.packing import Batch, collate_packed, collate_padded, pack
 from adaptlab.data.records import require_responses
 from adaptlab.data.templates import IGNORE, tokenize_record
 from adaptlab.methods.base import base_model_of
+from adaptlab.train.attention import segment_kwargs
 from adaptlab.train.losses import linear_cross_entropy
 from adaptlab.train.objectives.base import register
 
@@ -32,8 +33,8 @@ def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 def response_loss(model: nn.Module, batch: Batch) -> Tensor:
     """Summed next-token cross-entropy over the labelled positions of `batch`."""
     body, head = decoder_and_head(model)
-    hidden = body(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                  attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
+    hidden = body(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
+                  use_cache=False, **segment_kwargs(batch.segments)).last_hidden_state
     targets = batch.labels[:, 1:]
     keep = targets != IGNORE
     h = hidden[:, :-1][keep]
