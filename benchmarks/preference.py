@@ -7,11 +7,15 @@ reference log-probs precomputed once (`precompute_ref_log_probs=True`, as adaptl
 padded batches (its padding-free mode needs FlashAttention). adaptlab packs each step's chosen and rejected
 sequences into rows and computes log-probs only at response tokens, chunk by chunk. The reward side compares
 a scalar head on the LoRA-wrapped base (ours) with trl's AutoModelForSequenceClassification + LoRA.
-Only real (non-pad) tokens count; each side runs in its own process (peak RSS is per process); the first
-step is warm-up and is not timed; reference log-probs and data preparation are outside the timing.
+trl 1.16's configs turn gradient checkpointing on by default and the baseline keeps that default
+(`baseline_checkpointing`): its peak memory is a checkpointed one, paid for with about one more forward per
+step. `--checkpointing` also times ours with `activation_checkpointing: true`, the like-for-like memory figure.
+Only real (non-pad) tokens count; each side runs in its own process (peak RSS is per process; lib/procs.py);
+the first step is warm-up and is not timed; reference log-probs and data preparation are outside the timing.
 
-    python benchmarks/preference.py [--quick]
-    last line: {"dpo": {"ours_tok_s", "baseline_tok_s", "ratio", "ours_peak_mb", "baseline_peak_mb"}, "reward": {...}}
+    python benchmarks/preference.py [--quick] [--checkpointing]
+    last line: {"dpo": {"ours_tok_s", "baseline_tok_s", "ratio", "ours_peak_mb", "baseline_peak_mb",
+                        "baseline_checkpointing", ["checkpointing_tok_s", ...]}, "reward": {...}}
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lib.peft_trainer import StepClock, trainer_args
-from train_throughput import in_process, peak_mb
+from lib.procs import in_process, peak_mb
 
 MODEL = "smollm2-135m"
 DATA = "hh-rlhf-harmless"
@@ -37,7 +41,7 @@ def native_dtype() -> str:
     return str(auto_dtype()).removeprefix("torch.")
 
 
-def run_ours(objective: str, pairs: int, steps: int, seq_len: int, queue) -> None:
+def run_ours(objective: str, pairs: int, steps: int, seq_len: int, checkpointing: bool, queue) -> None:
     from adaptlab.config import TrainConfig
     from adaptlab.train.loop import Trainer
 
@@ -45,7 +49,7 @@ def run_ours(objective: str, pairs: int, steps: int, seq_len: int, queue) -> Non
                       data={"train": DATA, "limit": pairs * (steps + 1), "eval_fraction": 0.0},
                       optim={"lr": 1e-5, "warmup_steps": 0}, seq_len=seq_len, batch_size=pairs, max_steps=steps + 1,
                       eval_every=0, save_every=0, output_dir=f"/tmp/adaptlab-bench-{objective}", loggers=[],
-                      dpo={"cache_reference": False})
+                      dpo={"cache_reference": False}, activation_checkpointing=checkpointing)
     trainer = Trainer(cfg)
     trainer.setup()
     trainer.train_step(0)  # warm-up
@@ -99,23 +103,31 @@ def run_trl(objective: str, pairs: int, steps: int, seq_len: int, queue) -> None
                                 peft_config=LoraConfig(**lora, task_type="SEQ_CLS"), callbacks=[clock])
     trainer.data_collator = counting(trainer.data_collator, real_tokens)
     trainer.train()
-    queue.put({**clock.throughput(real_tokens[-(steps + 1):]), "peak_mb": peak_mb()})
+    queue.put({**clock.throughput(real_tokens[-(steps + 1):]), "peak_mb": peak_mb(),
+               "checkpointing": bool(trainer.args.gradient_checkpointing)})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 pairs per step, 1 timed step, seq len 256 (< 50 s idle)")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="also time ours with activation checkpointing (trl's default, which its memory reflects)")
     args = parser.parse_args()
     start = time.perf_counter()
     pairs, steps, seq_len = (2, 1, 256) if args.quick else (8, 4, 512)
     out: dict = {"model": MODEL, "data": DATA, "pairs_per_step": pairs, "timed_steps": steps, "seq_len": seq_len,
                  "dtype": native_dtype(), "quick": args.quick}
     for objective in ("dpo", "reward"):
-        ours = in_process(run_ours, objective, pairs, steps, seq_len)
+        ours = in_process(run_ours, objective, pairs, steps, seq_len, False)
         base = in_process(run_trl, objective, pairs, steps, seq_len)
-        out[objective] = {"ours_tok_s": round(ours["tok_s"], 1), "baseline_tok_s": round(base["tok_s"], 1),
-                          "ratio": round(ours["tok_s"] / base["tok_s"], 2), "ours_peak_mb": round(ours["peak_mb"]),
-                          "baseline_peak_mb": round(base["peak_mb"])}
+        row = {"ours_tok_s": round(ours["tok_s"], 1), "baseline_tok_s": round(base["tok_s"], 1),
+               "ratio": round(ours["tok_s"] / base["tok_s"], 2), "ours_peak_mb": round(ours["peak_mb"]),
+               "baseline_peak_mb": round(base["peak_mb"]), "baseline_checkpointing": base["checkpointing"]}
+        if args.checkpointing:
+            ckpt = in_process(run_ours, objective, pairs, steps, seq_len, True)
+            row.update(checkpointing_tok_s=round(ckpt["tok_s"], 1), checkpointing_ratio=round(ckpt["tok_s"] / base["tok_s"], 2),
+                       checkpointing_peak_mb=round(ckpt["peak_mb"]))
+        out[objective] = row
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out))
 

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lib.peft_trainer import peft_trainer_tok_s
+from lib.procs import in_process, peak_mb
 from lib.trl_sft import trl_sft_tok_s
 from matmul_peak import matmul_gflops
 
@@ -47,10 +46,6 @@ MODEL = "smollm2-135m"
 SEQ_LEN = 512
 EXAMPLES_PER_STEP = 8
 LORA = {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed_steps(trainer, steps: int, profile: bool) -> tuple[int, float, list[float], str | None]:
@@ -103,16 +98,6 @@ def run_strong(method: str, n_examples: int, steps: int, rows: int, queue) -> No
     queue.put({**result, "peak_mb": peak_mb()})
 
 
-def in_process(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def measure(method: str, args, n_examples: int, steps: int, rows: int, per_step: int, peak: float) -> dict:
     """One method: ours (and its compiled / checkpointed variants when asked) and the baselines."""
     plain = {"compile": False, "checkpointing": False, "profile": args.profile}
@@ -123,7 +108,7 @@ def measure(method: str, args, n_examples: int, steps: int, rows: int, per_step:
     flops_per_token = (6 if method == "full" else 4) * ours["params"]
     row = {"ours_tok_s": round(ours["tok_s"], 1), "ours_peak_mb": round(ours["peak_mb"]),
            "strong_baseline_tok_s": round(strong["tok_s"], 1), "strong_ratio": round(ours["tok_s"] / strong["tok_s"], 2),
-           "strong_baseline_peak_mb": round(strong["peak_mb"]),
+           "strong_baseline_peak_mb": round(strong["peak_mb"]), "strong_baseline_checkpointing": strong["checkpointing"],
            "mfu": round(ours["tok_s"] * flops_per_token / peak, 4),
            "strong_baseline_mfu": round(strong["tok_s"] * flops_per_token / peak, 4)}
     if not args.quick:

@@ -6,7 +6,9 @@ restart per example), completion-only loss (the prompt carries no loss), the sam
 in the native dtype for adapters (the frozen base in bf16 where the CPU computes it, else fp32) and fp32
 master weights for full fine-tuning, mixed precision in the native dtype (lib/peft_trainer.trainer_args).
 The examples are the ones adaptlab trains on, tokenized by adaptlab's template and handed over as
-`input_ids` + `completion_mask`, so both sides see the same tokens. Only real tokens count; the first step is
+`input_ids` + `completion_mask`, so both sides see the same tokens. trl's own defaults stay, gradient
+checkpointing included (on in trl 1.16: less memory for about one more forward per step); `checkpointing` in the
+result says whether it ran. Only real tokens count; the first step is
 warm-up and is not timed.
 """
 
@@ -49,4 +51,5 @@ def trl_sft_tok_s(method: str, model: str, records: list, seq_len: int, rows: in
 
     trainer.data_collator = counting
     trainer.train()
-    return {**clock.throughput(step_tokens), "params": sum(p.numel() for p in trainer.model.parameters())}
+    return {**clock.throughput(step_tokens), "params": sum(p.numel() for p in trainer.model.parameters()),
+            "checkpointing": bool(trainer.args.gradient_checkpointing)}
