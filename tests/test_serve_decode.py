@@ -5,7 +5,7 @@ import torch
 
 from adaptlab.methods import MethodConfig, get_method
 from adaptlab.methods.multi import BASE, AdapterSet
-from adaptlab.models import tiny_llama
+from adaptlab.models import decode, tiny_llama
 from adaptlab.models.decode import Lane, Row, SamplingParams, sample_tokens
 from adaptlab.serve.batched import RowAdapters
 
@@ -37,7 +37,9 @@ def _run_lane(lane, schedule):
     return rows
 
 
-def test_rows_joining_mid_batch_match_transformers_generate(tiny):
+@pytest.mark.parametrize("room", [64, 2])   # 2: the cache outgrows its spare room several times
+def test_rows_joining_mid_batch_match_transformers_generate(tiny, monkeypatch, room):
+    monkeypatch.setattr(decode, "ROOM", room)
     model, tok = tiny
     model = model.float()
     lane = Lane(lambda names, **inputs: model(**inputs), tok.pad_token_id)
@@ -94,6 +96,18 @@ def test_a_shared_prompt_prefix_is_computed_once_per_adapter_and_kept(tmp_path):
     for row, prompt in zip(rows, prompts, strict=True):
         with adapters.active(row.adapter) as m:
             assert row.generated == _reference(m, tok, prompt), row.adapter
+
+
+def test_a_decode_step_writes_into_the_cache_without_copying_it(tiny):
+    model, tok = tiny
+    lane = Lane(lambda names, **inputs: model.float()(**inputs), tok.pad_token_id)
+    lane.join([_row(tok, PROMPTS[0], n=20), _row(tok, PROMPTS[1], n=20)])
+    lane.step()
+    before = [layer.keys.data_ptr() for layer in lane.cache.layers]
+    width = lane.cache.layers[0].keys.shape[2]
+    lane.step()
+    assert [layer.keys.data_ptr() for layer in lane.cache.layers] == before
+    assert lane.cache.layers[0].keys.shape[2] == width + 1
 
 
 def test_stop_strings_are_cut_and_never_streamed(tiny):

@@ -9,7 +9,8 @@ real tokens, so a row computes exactly what it would compute alone (up to float 
   prefix the joining rows share (a chat template's system prompt, a few-shot block) is computed once per
   adapter and kept for later joins, so those rows only prefill their own suffix (prefix caching as in
   vLLM; the rows are laid out [prefix | padding | suffix]);
-* `step()` feeds every row its last token and samples the next one, each row with its own
+* `step()` feeds every row its last token and samples the next one (its key and value are written in
+  place into spare room at the end of the cache, not concatenated: no copy of the cache per step), each row with its own
   temperature / top-p / seed / stop strings and its own adapter (the lane's `forward` routes rows);
 * `remove(ids)` drops finished or cancelled rows and trims columns that only padding uses.
 
@@ -27,12 +28,14 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from adaptlab.models.generation import MIN_SHARED_PREFIX, left_padded, shared_prefix_len, truncate_at_stop
 
 # forward(adapter per row, **model inputs) -> model output with .logits and .cache
 Forward = Callable[..., object]
 _ids = itertools.count()
+ROOM = 64           # tokens of spare room a lane's cache grows by
 KEPT_PREFIXES = 8   # shared prompt prefixes whose KV a lane keeps (per adapter, batch 1: small)
 
 
@@ -145,6 +148,44 @@ def _concat(a: DynamicCache, mask_a: torch.Tensor, b: DynamicCache, mask_b: torc
     return out, torch.cat([_left_pad(mask_a, width, 1), _left_pad(mask_b, width, 1)])
 
 
+class _RoomyLayer(DynamicLayer):
+    """A cache layer whose keys and values are views of buffers with room for more tokens, so an update
+    writes in place instead of concatenating (copying) the whole layer as DynamicLayer does. Tensors set
+    from outside (rows joined, removed or trimmed) move into a new buffer at the next update."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values = keys, values
+        self.room: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        if not self._in_room() or n + m > self.room[0].shape[-2]:
+            self.room = (_with_room(self.keys, n + m + ROOM), _with_room(self.values, n + m + ROOM))
+        keys, values = self.room
+        keys[:, :, n:n + m], values[:, :, n:n + m] = key_states, value_states
+        self.keys, self.values = keys[:, :, :n + m], values[:, :, :n + m]
+        return self.keys, self.values
+
+    def _in_room(self) -> bool:
+        return self.room is not None and all(
+            t.data_ptr() == buf.data_ptr() and t.shape[0] == buf.shape[0]
+            for t, buf in zip((self.keys, self.values), self.room, strict=True))
+
+
+def _with_room(t: torch.Tensor, width: int) -> torch.Tensor:
+    out = t.new_empty((*t.shape[:2], width, t.shape[3]))
+    out[:, :, : t.shape[2]] = t
+    return out
+
+
+def _roomy(cache: DynamicCache) -> DynamicCache:
+    out = DynamicCache()
+    out.layers = [_RoomyLayer(layer.keys, layer.values) for layer in cache.layers]
+    return out
+
+
 class Lane:
     """Rows decoded together: one batched, left-padded KV cache; rows join and leave between steps."""
 
@@ -165,9 +206,10 @@ class Lane:
         ids, mask = left_padded([list(r.prompt) for r in rows], plen, self.pad_id)
         out = self._run(rows, ids[:, plen:], mask, prefix_cache)
         if self.cache is None:
-            self.cache, self.mask = out.cache, mask
+            self.cache, self.mask = _roomy(out.cache), mask
         else:
-            self.cache, self.mask = _concat(self.cache, self.mask, out.cache, mask)
+            cache, self.mask = _concat(self.cache, self.mask, out.cache, mask)
+            self.cache = _roomy(cache)
         self.rows += rows
         return self._sample(rows, out.logits[:, -1])
 
