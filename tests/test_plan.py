@@ -83,8 +83,10 @@ def _saved_bytes_per_layer_token(method: str, dtype: torch.dtype, tokens: int = 
         model = get_method(method).apply(model if method == "full" else model.to(dtype), cfg)
         own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
         storages: dict[int, int] = {}
+        alive = []  # held, so no saved storage is freed and its address reused while counting
 
         def pack(t):
+            alive.append(t)
             if t.untyped_storage().data_ptr() not in own:
                 storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t

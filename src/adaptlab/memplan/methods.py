@@ -111,10 +111,9 @@ def _qalora_extra(shape: ModelShape, cfg: MethodConfig, compute: int) -> float:
     return kept - compute * (2 * shape.hidden + shape.q_dim + shape.intermediate)
 
 
-# LoRA keeps A's output (r values, fp32) per target; DoRA also what its magnitude rescales: ~3 bytes per output
-# feature (2.5 to 3.9 measured on tiny Llamas)
+# LoRA keeps A's output (r values, fp32) per target; DoRA also the fp32 output its magnitude rescales
 _lora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r)
-_dora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r + 3 * lin.out_features)
+_dora_extra = _adapter_extra(lambda shape, cfg, lin: 4 * cfg.r + 4 * lin.out_features)
 
 COSTS: dict[str, MethodCost] = {c.name: c for c in [
     MethodCost("full", full_params, lambda shape, cfg, cb: 4.0 * shape.total_params, full=True),
