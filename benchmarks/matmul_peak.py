@@ -7,23 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
-    """Best sustained GFLOP/s of an n x n x n matmul (2 n^3 flops each) over ~`seconds`."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t0 = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-    return best
+from adaptlab.memplan.device import matmul_gflops
 
 
 def main() -> None:

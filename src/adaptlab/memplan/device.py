@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from adaptlab.memplan.estimate import EFFICIENCY, Estimate, Settings, estimate
+from adaptlab.memplan.estimate import DEQUANT_SLOWDOWN, EFFICIENCY, Estimate, Settings, estimate
+from adaptlab.memplan.methods import method_cost
 from adaptlab.memplan.shapes import ModelShape
 from adaptlab.methods import METHODS
 from adaptlab.models.device import auto_device, auto_dtype
@@ -79,5 +80,7 @@ def plan(shape: ModelShape, methods: list[str] | None, settings: Settings, devic
     for name in methods or sorted(METHODS, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m)):
         est = estimate(shape, name, settings, device.type)
         step_s = est.flops / (device.gflops * 1e9 * EFFICIENCY[device.type])
+        if method_cost(name).quantized:
+            step_s *= DEQUANT_SLOWDOWN[device.type]
         rows.append(PlanRow(est, step_s, est.peak_mb <= device.memory_mb))
     return rows

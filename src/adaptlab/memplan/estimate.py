@@ -42,7 +42,8 @@ Time per step = flops / (matmul peak x efficiency). Flops per token (Kaplan et a
 al. 2022, app. B): forward 2 M + 4 L q s (M = weights multiplied through, s = sequence length); backward
 twice that for full fine-tuning, and only the activation gradients (2 M + 8 L q s) for a frozen base;
 checkpointing adds one forward. `EFFICIENCY` is calibrated (measured step time of the builtin model against
-this count and the in-process matmul peak) and stated in the output.
+this count and the in-process matmul peak) and stated in the output; quantized methods pay
+`DEQUANT_SLOWDOWN` for rebuilding their weights. Time is the rougher of the two estimates (within ~2x).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ MB = 2**20
 FRAMEWORK_CPU_MB = 610.0      # resident set of the training process before the model: calibrated (docstring)
 FRAMEWORK_CUDA_MB = 600.0     # CUDA context + allocator slack (not in torch's allocated count)
 LOSS_CHUNK = 2048             # train.losses.linear_cross_entropy's default chunk
-EFFICIENCY = {"cpu": 0.35, "cuda": 0.45}  # achieved / peak matmul throughput of a training step (calibrated)
+# achieved / peak matmul throughput of a training step. CPU: measured on the builtin model on a loaded 2-core
+# AMD EPYC (full, 4 x 512 tokens: 0.15; 2 x 256 tokens: 0.05 to 0.06, small matmuls run further from peak).
+# CUDA: not measured here (no GPU); 0.4 is the usual model-flops utilisation of dense training.
+EFFICIENCY = {"cpu": 0.1, "cuda": 0.4}
+# a quantized base is dequantized again in every forward and backward: measured qlora / lora step time 2.4 (CPU)
+DEQUANT_SLOWDOWN = {"cpu": 2.4, "cuda": 1.0}
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 # activation bytes per layer per token: (h, i, q, kv) coefficients by (trains every weight, compute bytes)
 ACTIVATION = {(False, 2): (12, 8, 4, 4), (False, 4): (16, 16, 8, 8), (True, 2): (26, 8, 4, 4), (True, 4): (24, 16, 8, 8)}
