@@ -5,7 +5,9 @@ N concurrent streaming clients, first all on the bare base, then on a mix (base,
 turn). Each client sends its share of the requests back to back. Generated tokens are counted by the
 engine; time to first token (TTFT) and request latency by the clients. The baseline is what a user of
 transformers writes without a server: `model.generate` on each request in turn (greedy, same prompts,
-same max_tokens, the CPU's native dtype). Prints one JSON line last:
+same max_tokens, the CPU's native dtype). The prompts share their first 29 of ~39 tokens (the chat template's
+system prompt and "Write a long story about"), which the server prefills once per adapter and reuses, as a
+server with a fixed system prompt does; the baseline prefills every prompt whole. Prints one JSON line last:
 {"clients", "requests", "errors", "tok_s", "baseline_tok_s", "ratio", "p95_ttft_ms", "p95_latency_ms",
  "peak_mb", "base_tok_s", "mixed_vs_base", ...}; tok_s, TTFT and latency are the mixed-adapter run's.
 """
