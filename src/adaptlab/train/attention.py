@@ -31,15 +31,11 @@ def packed_sdpa(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, at
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     rows = []
-    for b, lengths in enumerate(packed_segments):
-        parts, start = [], 0
-        for n in lengths:
-            end = start + n
-            part, _ = sdpa_attention_forward(module, query[b:b + 1, :, start:end], key[b:b + 1, :, start:end],
-                                             value[b:b + 1, :, start:end], None, dropout=dropout, scaling=scaling,
-                                             is_causal=True)
-            parts.append(part)
-            start = end
+    # `split`, not slicing: its backward concatenates the pieces' gradients, where every slice's backward
+    # would write a zero-filled full-size gradient to be summed
+    for q, k, v, lengths in zip(query.split(1), key.split(1), value.split(1), packed_segments, strict=True):
+        parts = [sdpa_attention_forward(module, qs, ks, vs, None, dropout=dropout, scaling=scaling, is_causal=True)[0]
+                 for qs, ks, vs in zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))]
         rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
     return torch.cat(rows, dim=0) if len(rows) > 1 else rows[0], None
 
