@@ -76,6 +76,12 @@ def test_pipeline_trains_every_arm_reports_and_reuses_them(tmp_path, tiny_dir):
     again = json.loads((out / "results.json").read_text())
     assert again["eval"] == json.loads(json.dumps(results["eval"]))
 
+    # other settings in the same folder are refused, not silently reused
+    run = CliRunner().invoke(app, ["feedback", "compare", recipe, "sft.max_steps=3"])
+    assert run.exit_code == 1 and "stage sft" in run.output and "max_steps" in run.output
+    run = CliRunner().invoke(app, ["feedback", "compare", recipe, "split.eval_prompts=3"])
+    assert run.exit_code == 1 and "another split" in run.output
+
 
 def test_budget_and_bad_recipes(tmp_path, tiny_dir):
     recipe = _recipe(tmp_path, tiny_dir)

@@ -4,7 +4,8 @@
 The preference pairs stand in for human votes and are split (seeded, disjoint) into train pairs, held-out
 judge pairs, calibration pairs and evaluation prompts. Each stage is one `train.train` run in its own folder
 under `output_dir`; a stage whose `final/` artifact exists is skipped, one cut short resumes from its last
-checkpoint, so a rerun only does what is missing:
+checkpoint, so a rerun only does what is missing. A folder trained from another split or with other stage
+settings is refused rather than silently reused:
 
     sft            LoRA (or the recipe's method) on the train pairs' chosen answers; merged into sft-merged/
     reward-rlhf    reward model on the train pairs (the human votes)
@@ -70,14 +71,20 @@ def write_data(cfg: ComparisonConfig, out: Path) -> dict[str, Path]:
     """The split as JSONL files the objectives read (data/); written once, so a rerun trains on the same."""
     data = out / "data"
     files = {name: data / f"{name}.jsonl" for name in ("human", "sft", "judge", "calibration", "eval")}
-    if all(f.exists() for f in files.values()):
-        return files
+    spec = {"pairs": cfg.pairs, "seed": cfg.seed, "split": cfg.split.model_dump()}
+    if (data / "split.json").exists():
+        if json.loads((data / "split.json").read_text()) != spec:
+            raise ValueError(f"{out} holds a comparison made from another split ({(data / 'split.json').read_text()}); "
+                             "choose another output_dir or delete that one")
+        if all(f.exists() for f in files.values()):
+            return files
     split = split_pairs(cfg)
     write_jsonl([pair_row(r) for r in split["train"]], files["human"])
     write_jsonl([{"messages": [*chat_turns(r.prompt), {"role": "assistant", "content": r.chosen}]}
                  for r in split["train"]], files["sft"])
     for name in ("judge", "calibration", "eval"):
         write_jsonl([pair_row(r) for r in split[name]], files[name])
+    (data / "split.json").write_text(json.dumps(spec))
     return files
 
 
@@ -103,6 +110,12 @@ def run_stage(tc: TrainConfig, event: Event) -> Path:
     out = Path(tc.output_dir)
     final = out / "final"
     if final.is_dir():
+        before = json.loads((out / "manifest.json").read_text()).get("config", {})
+        now = json.loads(json.dumps(tc.model_dump(), default=str))
+        changed = sorted(k for k in now if before.get(k) != now[k])
+        if changed:
+            raise ValueError(f"stage {out.name} in {out.parent} was trained with other settings ({', '.join(changed)}); "
+                             "choose another output_dir or delete that one")
         event(f"{out.name}: done before, skipped")
         return final
     resume = (out / "checkpoints").is_dir()
