@@ -75,7 +75,7 @@ def settings(quick: bool, model: str) -> dict:
     """Ours trains on `rows` packed rows of seq_len; the baseline on `per_step` padded examples: about the
     same real tokens per step (GSM8K examples average ~170 tokens)."""
     if quick:
-        return {"model": model, "seq_len": 128, "rows": 1, "per_step": 2, "steps": 2, "limit": 16, "eval_max": 2}
+        return {"model": model, "seq_len": 128, "rows": 1, "per_step": 2, "steps": 1, "limit": 16, "eval_max": 2}
     return {"model": model, "seq_len": 512, "rows": 3, "per_step": 8, "steps": 8, "limit": 200, "eval_max": 16}
 
 
