@@ -16,7 +16,9 @@ def _gb(mb: float) -> str:
 
 
 def _seconds(s: float) -> str:
-    return f"{s:,.2f} s" if s < 60 else f"{s / 60:,.1f} min"
+    if s < 60:
+        return f"{s:,.2f} s"
+    return f"{s / 60:,.1f} min" if s < 7200 else f"{s / 3600:,.1f} h"
 
 
 def plan(model: str = typer.Option("smollm2-135m", "--model", "-m", help="shipped config name, builtin model, "
@@ -62,9 +64,11 @@ def plan(model: str = typer.Option("smollm2-135m", "--model", "-m", help="shippe
                       f"[bold]{_gb(e.peak_mb)}[/bold]", _seconds(row.step_s),
                       "[green]yes[/green]" if row.fits else "[red]no[/red]")
     console.print(table)
+    console.print("peak: the larger of a training step and loading (on CPU loading counts the memory-mapped "
+                  "checkpoint, as the trainer's resident-set peak does; fits leaves out those droppable pages)")
     fitting = [row.estimate.method for row in rows if row.fits]
-    console.print("fits: " + (", ".join(fitting) if fitting else "none; try --checkpointing, a smaller --batch "
-                                                                   "or --seq, or a quantized method"))
+    hint = "a smaller --batch or --seq" + ("" if checkpointing else ", --checkpointing")
+    console.print("fits: " + (", ".join(fitting) if fitting else f"none; try {hint}, or a device with more memory"))
 
 
 def register(app: typer.Typer) -> None:

@@ -82,5 +82,5 @@ def plan(shape: ModelShape, methods: list[str] | None, settings: Settings, devic
         step_s = est.flops / (device.gflops * 1e9 * EFFICIENCY[device.type])
         if method_cost(name).quantized:
             step_s *= DEQUANT_SLOWDOWN[device.type]
-        rows.append(PlanRow(est, step_s, est.peak_mb <= device.memory_mb))
+        rows.append(PlanRow(est, step_s, est.needed_mb <= device.memory_mb))
     return rows

@@ -3,9 +3,12 @@
 The peak is the largest of two phases of a run of `train.loop.Trainer`, each a sum of parts (bytes;
 N = parameters, T = trainable parameters, c = bytes of the compute dtype, 2 for bf16 / fp16, 4 for fp32):
 
-load     framework + the checkpoint file as read (safetensors are memory-mapped, so its pages count in
+load     CPU: framework + the checkpoint file as read (safetensors are memory-mapped, so its pages count in
          the resident set while the model is built) + the dense model when its dtype differs from the file's
-         + the low-bit codes of a quantizing method (built while the dense weights are still mapped).
+         + the low-bit codes of a quantizing method (built while the dense weights are still mapped). The
+         mapped pages are clean and the OS can drop them, so whether a run fits is judged without them.
+         CUDA: framework + the dense model in its load dtype (`models.load_model` moves it to the GPU whole
+         before a quantizing method swaps its layers for codes) + the codes.
 step     framework
          + weights      full fine-tuning: fp32 master weights, 4 N. Adapters: the frozen base in the compute
                         dtype (c N), or low-bit: NF4 with blocks of 64 and double-quantized 8-bit constants in
@@ -93,7 +96,8 @@ class Estimate:
     total_params: int
     optimizer: str
     parts_mb: dict[str, float]                # the step phase, part by part
-    load_mb: float
+    load_mb: float                            # the load phase as the resident set records it
+    load_own_mb: float                        # the same without pages the OS may drop (a mapped checkpoint)
     flops: float                              # per optimizer step (one micro-batch)
 
     @property
@@ -106,6 +110,11 @@ class Estimate:
     @property
     def peak_mb(self) -> float:
         return max(self.step_mb, self.load_mb)
+
+    @property
+    def needed_mb(self) -> float:
+        """What the device must hold for the run to succeed: `peak_mb` less the droppable mapped pages."""
+        return max(self.step_mb, self.load_own_mb)
 
 
 def activation_bytes(shape: ModelShape, full: bool, compute: int) -> float:
@@ -155,8 +164,11 @@ def estimate(shape: ModelShape, method: str, settings: Settings, device_type: st
         "loss": loss_bytes(shape, tokens, compute, head_trains=cost.full),
     }
     stored, load_bytes = DTYPE_BYTES[shape.stored_dtype], 4 if cost.full else compute
-    file_bytes = shape.total_params * stored
-    dense = shape.total_params * load_bytes if load_bytes != stored else 0
-    load = framework * MB + file_bytes + dense + (base if cost.quantized else 0)
+    codes = base if cost.quantized else 0
+    if device_type == "cuda":
+        load = own = framework * MB + shape.total_params * load_bytes + codes
+    else:
+        own = framework * MB + (shape.total_params * load_bytes if load_bytes != stored else 0) + codes
+        load = own + shape.total_params * stored
     return Estimate(method, trainable, shape.total_params, optimizer, {k: v / MB for k, v in parts.items()},
-                    load / MB, step_flops(shape, settings, cost.full))
+                    load / MB, own / MB, step_flops(shape, settings, cost.full))
