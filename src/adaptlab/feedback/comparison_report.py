@@ -46,7 +46,7 @@ def markdown(results: dict) -> str:
     kappa = "-" if j["kappa"] is None else f"{j['kappa']:.3f}"
     lo, hi = ev["heldout_pair_interval"]
     lines += ["", (f"AI labeller: {results['ai_judge_spec']}; it decided {j['decided']} of {j['pairs']} train pairs "
-              f"({j['ties']} ties dropped), agreeing with the human label on {agree} of them (a tie counting as "
+              f"(dropping {j['ties']} tied), agreeing with the human label on {agree} of them (a tie counting as "
               f"disagreement), Cohen's kappa {kappa}, position flips {100 * j['flip_rate']:.1f}%."),
               (f"Held-out reward model: prefers the human-chosen answer on {ev['heldout_pair_accuracy']:.1f}% "
               f"[{lo:.1f}, {hi:.1f}] of the calibration pairs."),
