@@ -17,8 +17,8 @@ from adaptlab.train import train
 from adaptlab.train.checkpoint import latest_checkpoint
 from adaptlab.train.loop import Trainer
 from adaptlab.train.losses import gae_advantages, kl_estimate, masked_whiten, ppo_policy_loss, ppo_value_loss
-from adaptlab.train.objectives.ppo import CURVES_FILE, HEAD_FILE
-from adaptlab.train.objectives.rollout import record_prompt
+from adaptlab.train.objectives.ppo import HEAD_FILE
+from adaptlab.train.objectives.rollout import CURVES_FILE, record_prompt
 from tests.test_train import make_recipe
 
 BREVITY = "adaptlab.train.rewards:brevity"

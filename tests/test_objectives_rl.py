@@ -14,8 +14,7 @@ from adaptlab.data.records import Chat, Instruction, Preference
 from adaptlab.train import train
 from adaptlab.train.losses import rloo_advantages
 from adaptlab.train.objectives import get_objective
-from adaptlab.train.objectives.rloo import CURVES_FILE
-from adaptlab.train.objectives.rollout import prompt_batches, record_prompt, rollout
+from adaptlab.train.objectives.rollout import CURVES_FILE, Curves, prompt_batches, record_prompt, rollout
 from adaptlab.train.rewards import brevity, load_reward
 from tests.test_train import final_weights, make_recipe
 
@@ -126,10 +125,10 @@ def test_rloo_without_a_reward_is_a_clear_error(tmp_path, tiny_dir):
 
 def test_rloo_draws_its_curves_only_when_the_loop_asks(tmp_path):
     rloo = get_objective("rloo")
-    rloo.curves, rloo.history = tmp_path / CURVES_FILE, []
+    rloo.curves = Curves(tmp_path)
     one = torch.ones(2)
     rloo.stats.add(True, reward=one, kl=one, length=one, entropy=one)
     assert rloo.pop_stats()["reward"] == 1.0
-    assert not rloo.curves.exists()   # a step alone draws nothing
-    rloo.draw()                       # the loop: main process, at evaluations, saves and the end
-    assert rloo.curves.stat().st_size > 1000
+    assert not (tmp_path / CURVES_FILE).exists()   # a step alone draws nothing
+    rloo.draw()                                    # the loop: main process, at evaluations, saves and the end
+    assert (tmp_path / CURVES_FILE).stat().st_size > 1000

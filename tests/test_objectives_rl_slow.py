@@ -9,8 +9,7 @@ import pytest
 
 from adaptlab.config import load_config
 from adaptlab.train import train
-from adaptlab.train.objectives.ppo import CURVES_FILE as PPO_CURVES
-from adaptlab.train.objectives.rloo import CURVES_FILE
+from adaptlab.train.objectives.rollout import CURVES_FILE
 
 
 @pytest.mark.slow
@@ -38,4 +37,4 @@ def test_ppo_recipe_trains_with_clipping_and_bounded_kl(tmp_path):
     assert len(rows) == 8 and all(0.0 <= r["reward"] <= 1.0 for r in rows), rows
     assert max(r["clipfrac"] for r in rows) > 0, [r["clipfrac"] for r in rows]   # ppo_epochs 2: the ratio moves
     assert max(r["kl"] for r in rows) < 15.0, [r["kl"] for r in rows]
-    assert (result.output_dir / PPO_CURVES).exists() and (result.final_dir / "value_head.safetensors").exists()
+    assert (result.output_dir / CURVES_FILE).exists() and (result.final_dir / "value_head.safetensors").exists()

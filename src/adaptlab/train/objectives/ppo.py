@@ -33,11 +33,10 @@ from torch import Tensor, nn
 from adaptlab.train.losses import gae_advantages, kl_estimate, masked_whiten, ppo_policy_loss, ppo_value_loss
 from adaptlab.train.objectives.base import register
 from adaptlab.train.objectives.pairs import PairStats, hidden_states, target_logprobs
-from adaptlab.train.objectives.rollout import CURVES, PromptBatch, Rollout, frozen_reference, plot_curves, rl_batches, rollout
+from adaptlab.train.objectives.rollout import CURVES, Curves, PromptBatch, Rollout, frozen_reference, rl_batches, rollout
 from adaptlab.train.rewards import load_reward
 
 HEAD_FILE = "value_head.safetensors"
-CURVES_FILE = "rl_curves.png"
 
 
 def add_value_head(model: nn.Module) -> nn.Module:
@@ -74,7 +73,7 @@ class PPO:
 
     def __init__(self):
         self.stats = PairStats()
-        self.history: list[dict[str, float]] = []
+        self.curves = Curves()
         self.steps_per_batch = 1
 
     def batches(self, records, tokenizer, cfg) -> list[PromptBatch]:
@@ -85,8 +84,7 @@ class PPO:
         self.cfg, self.seq_len, self.tokenizer = cfg.ppo, cfg.seq_len, tokenizer
         self.reward = load_reward(cfg.ppo.reward)
         self.reference = frozen_reference(model)   # before the head: a full copy need not hold it
-        self.curves = Path(out) / CURVES_FILE
-        self.stats, self.history = PairStats(), []
+        self.stats, self.curves = PairStats(), Curves(out, CURVES + ("value_loss", "clipfrac"))
         self.steps_per_batch, self.experience, self.step = cfg.ppo.ppo_epochs, {}, 0
         return add_value_head(model)
 
@@ -144,15 +142,10 @@ class PPO:
         """The step's means (the loop calls this once per step: it also ages the kept rollouts)."""
         self.step += 1
         self.experience = {k: e for k, e in self.experience.items() if self.step - e.born < self.cfg.ppo_epochs}
-        stats = self.stats.pop()
-        if "reward" in stats:
-            self.history.append(stats)
-        return stats
+        return self.curves.keep(self.stats.pop())
 
     def draw(self) -> None:
-        """Plot the curves so far (the loop calls this on the main process at evaluations, saves and the end)."""
-        if self.history:
-            plot_curves(self.history, self.curves, CURVES + ("value_loss", "clipfrac"))
+        self.curves.draw()
 
     def save(self, model: nn.Module, path: Path) -> None:
         tmp = Path(path) / f".{HEAD_FILE}.tmp"

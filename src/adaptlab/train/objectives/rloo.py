@@ -26,10 +26,8 @@ from torch import Tensor, nn
 from adaptlab.train.losses import kl_estimate, rloo_advantages, sequence_sums
 from adaptlab.train.objectives.base import register
 from adaptlab.train.objectives.pairs import PairStats, target_logprobs
-from adaptlab.train.objectives.rollout import PromptBatch, frozen_reference, plot_curves, rl_batches, rollout
+from adaptlab.train.objectives.rollout import Curves, PromptBatch, frozen_reference, rl_batches, rollout
 from adaptlab.train.rewards import load_reward
-
-CURVES_FILE = "rl_curves.png"
 
 
 class RLOO:
@@ -37,7 +35,7 @@ class RLOO:
 
     def __init__(self):
         self.stats = PairStats()
-        self.history: list[dict[str, float]] = []
+        self.curves = Curves()
 
     def batches(self, records, tokenizer, cfg) -> list[PromptBatch]:
         return rl_batches(records, tokenizer, cfg, self.name)
@@ -47,8 +45,7 @@ class RLOO:
         self.cfg, self.seq_len, self.tokenizer = cfg.rloo, cfg.seq_len, tokenizer
         self.reward = load_reward(cfg.rloo.reward)
         self.reference = frozen_reference(model)
-        self.curves = Path(out) / CURVES_FILE
-        self.stats, self.history = PairStats(), []
+        self.stats, self.curves = PairStats(), Curves(out)
         return model
 
     def loss(self, model: nn.Module, batch: PromptBatch) -> tuple[Tensor, int]:
@@ -66,15 +63,10 @@ class RLOO:
         return -(advantages * logps).sum(), len(lengths)
 
     def pop_stats(self) -> dict[str, float]:
-        stats = self.stats.pop()
-        if "reward" in stats:
-            self.history.append(stats)
-        return stats
+        return self.curves.keep(self.stats.pop())
 
     def draw(self) -> None:
-        """Plot the curves so far (the loop calls this on the main process at evaluations, saves and the end)."""
-        if self.history:
-            plot_curves(self.history, self.curves)
+        self.curves.draw()
 
     def size(self, batch: PromptBatch) -> int:
         return len(batch.ids) * self.cfg.k

@@ -116,6 +116,26 @@ def rollout(model: nn.Module, reference: nn.Module | None, tokenizer, batch: Pro
 
 
 CURVES = ("reward", "kl", "length", "entropy")
+CURVES_FILE = "rl_curves.png"
+
+
+class Curves:
+    """An RL run's per-step training means, kept as they come and drawn to `rl_curves.png` only when asked (the
+    loop's `draw` hook: main process, at evaluations, saves and the end), not at every step."""
+
+    def __init__(self, out: Path | None = None, keys: tuple[str, ...] = CURVES):
+        self.path = Path(out) / CURVES_FILE if out is not None else None
+        self.keys, self.history = keys, []
+
+    def keep(self, stats: dict[str, float]) -> dict[str, float]:
+        """Remember a training step's stats (evaluation rows carry no `reward` key) and hand them back."""
+        if "reward" in stats:
+            self.history.append(stats)
+        return stats
+
+    def draw(self) -> None:
+        if self.history and self.path is not None:
+            plot_curves(self.history, self.path, self.keys)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, keys: tuple[str, ...] = CURVES) -> None:
