@@ -133,3 +133,19 @@ def test_binding_beyond_loopback_needs_a_key():
 def test_vote_page_embeds_the_csrf_token_and_shortcuts(store):
     page = _client(store).get("/", params={"annotator": "ann"}).text
     assert csrf_token(store.secret(), "ann") in page and "<kbd>1</kbd>" in page
+
+
+def test_prompt_files_read_like_other_data_files(tmp_path):
+    from adaptlab.data.records import RecordError
+    from adaptlab.feedback.pairs import read_prompts
+
+    (tmp_path / "p.csv").write_text('prompt\n"Two\nlines"\nhi\n')
+    assert read_prompts(tmp_path / "p.csv") == ["Two\nlines", "hi"]
+    (tmp_path / "p.txt").write_text("a\n\nb\n")
+    assert read_prompts(tmp_path / "p.txt") == ["a", "b"]
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "hi"}\n{"prompt": ""}\n')
+    with pytest.raises(RecordError, match=r"bad\.jsonl:2: field 'prompt' is empty"):
+        read_prompts(tmp_path / "bad.jsonl")
+    (tmp_path / "chat.jsonl").write_text('{"prompt": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(ValueError, match="text 'prompt'"):
+        read_prompts(tmp_path / "chat.jsonl")

@@ -6,13 +6,13 @@ on the left is drawn per prompt (seeded, so a restart draws the same) and stored
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from adaptlab.data.sources import LOCAL_FORMATS, load_records
 from adaptlab.feedback.store import FeedbackStore
 from adaptlab.models.generation import generate
 
@@ -54,24 +54,17 @@ def load_policy(spec: str, dtype: str = "auto") -> Policy:
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a JSONL file ({"prompt": ...} per line) or a text file (one prompt per line)."""
+    """Prompts from a data file of prompts-only rows ({"prompt": text}, read by `data.load_records` in any of its
+    formats) or a text file (one prompt per line)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prompts file {path} does not exist")
-    prompts = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix != ".jsonl":
-            prompts.append(line.strip())
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-            raise ValueError(f"{path}:{n}: each row needs a non-empty text field 'prompt'")
-        prompts.append(row["prompt"])
+    if path.suffix in LOCAL_FORMATS:
+        records = load_records(str(path), kind="prompt")
+        if any(not isinstance(r.prompt, str) for r in records):
+            raise ValueError(f"{path}: the feedback page shows text prompts; give each row a text 'prompt'")
+        return [r.prompt for r in records]
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not prompts:
         raise ValueError(f"{path} holds no prompts")
     return prompts
