@@ -123,7 +123,9 @@ def _probe(bwrap: str | None) -> _Setup | str:
     if bwrap is None:
         return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     drop = os.geteuid() == 0
-    pythons = [os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"]
+    # a system interpreter first: it lives under /usr, which the sandbox already shows, while the evaluator's own
+    # (pyenv, conda) would add its prefix, often under a home folder, to the sandbox's view
+    pythons = ["/usr/bin/python3", "/usr/local/bin/python3", os.path.realpath(sys.executable)]
     why = ""
     for python in filter(os.path.exists, dict.fromkeys(pythons)):
         setup = _Setup(bwrap, python, drop)
