@@ -90,9 +90,16 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: allocated CUDA memory, or on CPU the resident-set high-water mark. On Linux
+    that is VmHWM, the process's own: ru_maxrss also carries the peak of the parent it was spawned from (the
+    kernel keeps it across exec), so a run launched by a large process would report the launcher's peak."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def split_records(cfg: TrainConfig) -> tuple[list, list]:
