@@ -40,7 +40,7 @@ fills that layer's gradients, so the step holds the larger of (activations + los
 framework: the Python process with torch, transformers, peft, the tokenizer and the data (CPU: resident
 set, calibrated on measured runs of the builtin model, `FRAMEWORK_CPU_MB`); on CUDA the context and the
 allocator's slack (`FRAMEWORK_CUDA_MB`). The estimate is checked against the trainer's recorded peak
-(ru_maxrss on CPU) for full, lora and qlora by tests/test_plan_slow.py.
+(the resident-set high-water mark on CPU) for full, lora and qlora by tests/test_plan_slow.py.
 
 Time per step = flops / (matmul peak x efficiency). Flops per token (Kaplan et al. 2020; PaLM, Chowdhery et
 al. 2022, app. B): forward 2 M + 4 L q s (M = weights multiplied through, s = sequence length); backward
