@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from adaptlab.memplan.estimate import DEQUANT_SLOWDOWN, EFFICIENCY, Estimate, Se
 from adaptlab.memplan.methods import method_cost
 from adaptlab.memplan.shapes import ModelShape
 from adaptlab.methods import METHODS
-from adaptlab.models.device import auto_device, auto_dtype
+from adaptlab.models.device import auto_device, auto_dtype, total_memory_mb
 
 DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 ORDER = ("full", "lora", "dora", "ia3", "qlora", "qalora", "loftq")  # the table's rows: costliest base first
@@ -43,12 +42,6 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device | None = None, n: int
         sync()
         best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
-
-
-def total_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[1] / 2**20
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
 
 
 def detect(dtype: str = "auto", gflops: float | None = None, memory_gb: float | None = None,

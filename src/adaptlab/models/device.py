@@ -14,6 +14,7 @@ Where /proc/cpuinfo cannot be read (not Linux), oneDNN's own bf16 check decides.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -66,3 +67,10 @@ def auto_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def total_memory_mb(device: torch.device) -> float:
+    """The device's memory: GPU memory on CUDA, physical RAM otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1] / 2**20
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20

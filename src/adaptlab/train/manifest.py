@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from adaptlab.models.device import total_memory_mb
+
 LIBRARIES = ["adaptlab", "torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "trl",
              "sentence-transformers", "safetensors"]
 
@@ -41,7 +43,7 @@ def hardware() -> dict:
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     try:
-        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        info["memory_gb"] = round(total_memory_mb(torch.device("cpu")) / 1024, 1)
     except (ValueError, OSError):
         pass
     return info
