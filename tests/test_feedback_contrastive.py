@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from adaptlab.feedback.backends import make_backend
 from adaptlab.feedback.contrastive import ContrastiveJudge, instruction_text
-from adaptlab.feedback.judge import Item, judge_pairs, make_backend
+from adaptlab.feedback.judge import Item, judge_pairs
 from adaptlab.models.generation import loglikelihoods
 
 

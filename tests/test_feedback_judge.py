@@ -8,18 +8,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from adaptlab.feedback.backends import HttpJudge, JudgeUnavailable, LocalJudge, parse_verdict
 from adaptlab.feedback.judge import (
     CRITERIA,
     JUDGE_PROMPT,
-    HttpJudge,
     Item,
     JudgeReward,
-    JudgeUnavailable,
-    LocalJudge,
     combine,
     criteria_text,
     judge_pairs,
-    parse_verdict,
     preferences,
     read_pairs,
     report,

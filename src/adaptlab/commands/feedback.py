@@ -101,16 +101,8 @@ def judge_cmd(pairs: str = typer.Option(..., "--pairs", help="JSONL pairs ({prom
     """Judge each pair in both orders (combined by --order-rule), write the decided ones as preference rows,
     and report the position-flip rate and the agreement (percent, Cohen's kappa) with human votes where the
     pairs carry them."""
-    from adaptlab.feedback.judge import (
-        ORDER_RULES,
-        JudgeUnavailable,
-        criteria_text,
-        judge_pairs,
-        load_pairs,
-        make_backend,
-        preferences,
-        report,
-    )
+    from adaptlab.feedback.backends import JudgeUnavailable, make_backend
+    from adaptlab.feedback.judge import ORDER_RULES, criteria_text, judge_pairs, load_pairs, preferences, report
     from adaptlab.feedback.store import write_jsonl
     from adaptlab.registry import lookup
 

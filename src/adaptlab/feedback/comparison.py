@@ -32,7 +32,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from adaptlab.config import ConfigError, TrainConfig, explain
-from adaptlab.feedback.judge import Item, criteria_text, judge_pairs, make_backend, report, transcript
+from adaptlab.feedback.backends import make_backend
+from adaptlab.feedback.judge import Item, criteria_text, judge_pairs, report, transcript
 from adaptlab.feedback.recipe import ComparisonConfig
 from adaptlab.feedback.store import write_jsonl
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adaptlab.compare.stats import interval, wilson
-from adaptlab.feedback.judge import Item, criteria_text, judge_pairs, make_backend, transcript
+from adaptlab.feedback.backends import make_backend
+from adaptlab.feedback.judge import Item, criteria_text, judge_pairs, transcript
 from adaptlab.feedback.recipe import GenerationSpec
 from adaptlab.feedback.store import write_jsonl
 

@@ -37,7 +37,7 @@ class SplitSpec(Strict):
 
 class AIJudgeSpec(Strict):
     model: str = Field("smollm2-135m", description="adaptlab model or OpenAI-compatible URL labelling the pairs")
-    scoring: str = Field("letters", description="letters | contrastive (feedback/judge.py SCORINGS)")
+    scoring: str = Field("letters", description="letters | contrastive (feedback/backends.py SCORINGS)")
     order_rule: str = Field("average", description="fastchat (order disagreement = tie) | average (RLAIF)")
     endpoint_model: str | None = Field(None, description="model name sent to an endpoint judge")
 
