@@ -110,6 +110,23 @@ def test_a_decode_step_writes_into_the_cache_without_copying_it(tiny):
     assert lane.cache.layers[0].keys.shape[2] == width + 1
 
 
+def test_a_join_feeds_the_lm_head_only_each_rows_last_position_as_contiguous_rows(tiny):
+    # a strided [batch, 1, hidden] view sends torch's matmul down a path that copies the LM head per row
+    model, tok = tiny
+    model = model.float().requires_grad_(False)
+    seen = []
+    hook = model.lm_head.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    try:
+        lane = Lane(lambda names, **inputs: model(**inputs), tok.pad_token_id)
+        rows = [_row(tok, PROMPTS[0]), _row(tok, PROMPTS[2])]
+        lane.join(rows)
+    finally:
+        hook.remove()
+    (hidden,) = seen
+    assert hidden.shape[:2] == (2, 1) and hidden.is_contiguous()
+    assert [r.generated[0] for r in rows] == [_reference(model, tok, p, 1)[0] for p in (PROMPTS[0], PROMPTS[2])]
+
+
 def test_stop_strings_are_cut_and_never_streamed(tiny):
     _, tok = tiny
     row = _row(tok, "x", n=50, stop=["lo w"])

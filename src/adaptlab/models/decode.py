@@ -180,6 +180,14 @@ def _with_room(t: torch.Tensor, width: int) -> torch.Tensor:
     return out
 
 
+def _last(ids: torch.Tensor) -> torch.Tensor:
+    """`logits_to_keep` that projects only each row's last position, as an index rather than the int 1: the
+    int slices a non-contiguous [batch, 1, hidden] view, and torch's matmul then expands the LM head's
+    weight to a contiguous copy per row (batch x vocab x hidden: ~1 s for 14 rows of a 135M model, against
+    ~5 ms for the indexed, contiguous rows). A batch of one token per row is contiguous either way."""
+    return torch.tensor([ids.shape[1] - 1], device=ids.device)
+
+
 def _roomy(cache: DynamicCache) -> DynamicCache:
     out = DynamicCache()
     out.layers = [_RoomyLayer(layer.keys, layer.values) for layer in cache.layers]
@@ -260,7 +268,7 @@ class Lane:
         if missing:   # one forward for the prefix under every adapter not seen with it yet
             ids = torch.tensor([prefix] * len(missing), dtype=torch.long, device=self.device)
             with torch.inference_mode():
-                layers = self.forward(missing, input_ids=ids, use_cache=True, logits_to_keep=1).cache.layers
+                layers = self.forward(missing, input_ids=ids, use_cache=True, logits_to_keep=_last(ids)).cache.layers
             for i, adapter in enumerate(missing):
                 per_adapter[adapter] = [(la.keys[i:i + 1], la.values[i:i + 1]) for la in layers]
         cache = DynamicCache()
@@ -276,8 +284,7 @@ class Lane:
         with torch.inference_mode():
             return self.forward([r.adapter for r in rows], input_ids=ids.to(self.device),
                                 attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
-                                cache=cache,
-                                use_cache=True, logits_to_keep=1)
+                                cache=cache, use_cache=True, logits_to_keep=_last(ids))
 
     def _sample(self, rows: list[Row], logits: torch.Tensor) -> list[tuple[Row, str]]:
         tokens = sample_tokens(logits, [r.params for r in rows], [r.generator for r in rows])
