@@ -98,6 +98,53 @@ def test_a_shared_prompt_prefix_is_computed_once_per_adapter_and_kept(tmp_path):
             assert row.generated == _reference(m, tok, prompt), row.adapter
 
 
+@pytest.mark.parametrize("budget", [5, 16])
+def test_prompts_prefilled_in_chunks_between_steps_match_transformers_generate(tmp_path, budget):
+    model, tok = tiny_llama()
+    adapters = AdapterSet(model.float())
+    adapters.load("a", _lora(tmp_path / "a", 1))
+    lane = Lane(RowAdapters(adapters.model), tok.pad_token_id)
+    system = "You are a careful assistant who answers every question in one short sentence and never guesses. "
+    prompts = [PROMPTS[0], system + "What is 2+2?", system + "Name a colour, any colour you like."]
+    first = _row(tok, prompts[0], n=30)
+    lane.join([first])
+    joining = [_row(tok, prompts[1], adapter="a"), _row(tok, prompts[2])]
+    lane.queue(joining)
+    fed, steps_before_join = [], 0
+    while lane.pending:
+        released, used = lane.prefill(budget)
+        fed.append(used)
+        steps_before_join += not released
+        lane.step()
+    while any(not r.finish_reason for r in joining):
+        lane.step()
+    # each call feeds at most `budget` tokens (or one column of the batch), the shared prefix (once per adapter)
+    # and the suffixes over several calls, while the running row decodes a token per call
+    assert max(fed) <= max(budget, 2) and len(fed) > 1 and steps_before_join == len(fed) - 1
+    assert len(first.generated) >= len(fed)
+    for row, prompt in zip(joining, prompts[1:], strict=True):
+        with adapters.active(row.adapter) as m:
+            assert row.generated == _reference(m, tok, prompt), row.adapter
+    with adapters.active(BASE) as m:
+        assert first.generated[:len(fed) + 1] == _reference(m, tok, prompts[0], len(fed) + 1)
+
+
+def test_a_row_cancelled_while_its_prompt_is_prefilled_leaves_the_others_intact(tiny):
+    model, tok = tiny
+    model = model.float()
+    lane = Lane(lambda names, **inputs: model(**inputs), tok.pad_token_id)
+    gone, kept = _row(tok, PROMPTS[2]), _row(tok, PROMPTS[0])
+    lane.queue([gone, kept])
+    lane.prefill(4)
+    lane.remove({gone.id})
+    assert lane.members == [kept]
+    while lane.pending:
+        lane.prefill(4)
+    while not kept.finish_reason:
+        lane.step()
+    assert kept.generated == _reference(model, tok, PROMPTS[0]) and not gone.generated
+
+
 def test_a_decode_step_writes_into_the_cache_without_copying_it(tiny):
     model, tok = tiny
     lane = Lane(lambda names, **inputs: model.float()(**inputs), tok.pad_token_id)

@@ -10,7 +10,7 @@ from adaptlab.methods.multi import BASE
 from adaptlab.models import tiny_llama
 from adaptlab.models.decode import SamplingParams
 from adaptlab.models.generation import generate
-from adaptlab.serve.backend import MIXED, load_backend
+from adaptlab.serve.backend import MIXED, Backend, load_backend
 from adaptlab.serve.engine import Engine
 
 
@@ -51,3 +51,59 @@ def test_lora_and_dora_adapters_decode_together(tiny_dir, tmp_path):
         with backend.adapters.active(adapter) as model:
             assert texts[adapter] == generate(model, backend.tokenizer, ["The capital of France is"], 8)[0], adapter
     assert len(set(texts.values())) == 3
+
+
+class _Recording(Backend):
+    """Logs each forward's (rows, columns) and never ends a row on EOS (rows run to max_tokens)."""
+
+    def forward_for(self, lane):
+        inner = super().forward_for(lane)
+
+        def forward(names, **inputs):
+            self.calls.append(tuple(inputs["input_ids"].shape))
+            out = inner(names, **inputs)
+            out.logits[..., self.tokenizer.eos_token_id] = -float("inf")
+            return out
+        return forward
+
+
+def test_a_long_prompt_joins_a_chunk_per_step_while_running_rows_keep_decoding(tiny_dir):
+    loaded = load_backend(str(tiny_dir), {}, dtype="fp32", name="t")
+    backend = _Recording(loaded.name, loaded.model, loaded.tokenizer, loaded.adapters)
+    backend.calls = []
+    chunk = 16
+    engine = Engine(backend, max_batch=4, prefill_chunk=chunk)
+    engine.start()
+    tok = backend.tokenizer
+    started, done = threading.Event(), threading.Semaphore(0)
+    running_at_first_token = []
+
+    def on_running(ev):
+        if ev.finish_reason:
+            done.release()
+        elif len(running.rows[0].generated) >= 3:
+            started.set()
+
+    def on_long(ev):
+        if not running_at_first_token:
+            running_at_first_token.append(len(running.rows[0].generated))
+        if ev.finish_reason:
+            done.release()
+
+    running = engine.submit(tok.encode("Once upon a time"), SamplingParams(max_tokens=60), BASE, 1, on_running)
+    assert started.wait(60)
+    long_prompt = tok.encode(" ".join(str(i) for i in range(200)))[:200]
+    before = len(running.rows[0].generated)
+    joining = engine.submit(long_prompt, SamplingParams(max_tokens=5), BASE, 1, on_long)
+    for _ in range(2):
+        assert done.acquire(timeout=120)
+    engine.stop()
+    # every forward is a decode step (one column) or a prefill chunk of at most `chunk` tokens
+    assert all(cols == 1 or rows * cols <= chunk for rows, cols in backend.calls), backend.calls
+    # the running row got a token for each chunk the long prompt took (give or take the step it arrived in)
+    assert running_at_first_token[0] - before >= len(long_prompt) // chunk - 1
+    with torch.no_grad():
+        ids = torch.tensor([long_prompt])
+        expected = loaded.model.generate(input_ids=ids, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                                         pad_token_id=tok.eos_token_id)[0, ids.shape[1]:].tolist()
+    assert joining.rows[0].generated == expected

@@ -4,11 +4,12 @@ A `Lane` holds the rows that share one forward pass and one batched KV cache. Th
 row b's real tokens sit at the right end of `mask[b]`, and each row's position ids count only its own
 real tokens, so a row computes exactly what it would compute alone (up to float rounding). Between steps:
 
-* `join(rows)` prefills the new prompts as one left-padded batch, samples their first tokens and
-  concatenates their cache to the lane's (the shorter side is padded on the left, masked out). A prompt
-  prefix the joining rows share (a chat template's system prompt, a few-shot block) is computed once per
-  adapter and kept for later joins, so those rows only prefill their own suffix (prefix caching as in
-  vLLM; the rows are laid out [prefix | padding | suffix]);
+* `queue(rows)` lays the new prompts out as one left-padded batch and `prefill(budget)` feeds queued
+  prompts about `budget` tokens at a time (chunked prefill); a batch whose prompts are complete samples its
+  first tokens and its cache is concatenated to the lane's (the shorter side is padded on the left, masked
+  out). `join(rows)` does both at once. A prompt prefix the joining rows share (a chat template's system
+  prompt, a few-shot block) is computed once per adapter and kept for later joins, so those rows only
+  prefill their own suffix (prefix caching as in vLLM; the rows are laid out [prefix | padding | suffix]);
 * `step()` feeds every row its last token and samples the next one (its key and value are written in
   place into spare room at the end of the cache, not concatenated: no copy of the cache per step), each row with its own
   temperature / top-p / seed / stop strings and its own adapter (the lane's `forward` routes rows);
@@ -22,7 +23,7 @@ tokens whose probability reaches p. T = 0 is greedy.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,12 +55,13 @@ def sample_tokens(logits: torch.Tensor, params: list[SamplingParams],
                   generators: list[torch.Generator | None]) -> list[int]:
     """Next token of every row from logits [batch, vocab]: greedy rows (temperature 0) by one argmax, the
     others by temperature + top-p over their rows at once; a seeded row draws with its own generator."""
+    logits = logits.float()   # argmax over bf16 is not vectorised on CPU: 5x slower than the cast and fp32 argmax
     tokens = logits.argmax(-1).tolist()
     hot = [b for b, p in enumerate(params) if p.temperature > 0]
     if not hot:
         return tokens
     temperature = torch.tensor([params[b].temperature for b in hot], device=logits.device)
-    probs = torch.softmax(logits[hot].float() / temperature[:, None], dim=-1)
+    probs = torch.softmax(logits[hot] / temperature[:, None], dim=-1)
     top_p = torch.tensor([params[b].top_p for b in hot], device=logits.device)
     if bool((top_p < 1).any()):
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -194,32 +196,87 @@ def _roomy(cache: DynamicCache) -> DynamicCache:
     return out
 
 
+@dataclass
+class _Prefill:
+    """Prompts being prefilled, a chunk of columns at a time. `ids` holds the columns still to feed after a
+    shared prefix (left-padded), `mask` every column from the first (the prefix's included), `done` how many
+    columns of `ids` the cache holds. Rows start from `kv`, the prefix's KV per adapter; a job without rows
+    computes that prefix for `adapters` and stores it in `kv` when done."""
+
+    adapters: list[str]
+    ids: torch.Tensor
+    mask: torch.Tensor
+    rows: list[Row]
+    kv: dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None] | None
+    cache: DynamicCache | None = None
+    done: int = 0
+
+    def select(self, keep: list[int], device: torch.device) -> None:
+        """Keep only the rows at `keep` (the others were cancelled)."""
+        self.rows = [self.rows[b] for b in keep]
+        self.adapters = [self.adapters[b] for b in keep]
+        self.ids, self.mask = self.ids[keep], self.mask[keep]
+        if self.cache is not None:
+            self.cache.batch_select_indices(torch.tensor(keep, device=device))
+
+
 class Lane:
-    """Rows decoded together: one batched, left-padded KV cache; rows join and leave between steps."""
+    """Rows decoded together: one batched, left-padded KV cache; rows join and leave between steps.
+
+    Joining rows wait in `pending` until `prefill` has fed their whole prompt, a chunk of columns per call
+    (chunked prefill as in Agrawal et al. 2024, "Taming Throughput-Latency Tradeoff in LLM Inference with
+    Sarathi-Serve", OSDI), so a long prompt delays the running rows' next token by one chunk, not by its
+    whole prefill."""
 
     def __init__(self, forward: Forward, pad_id: int, device: torch.device | str = "cpu"):
         self.forward, self.pad_id, self.device = forward, pad_id, torch.device(device)
         self.rows: list[Row] = []
+        self.pending: deque[_Prefill] = deque()
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long)
-        # shared prompt prefix -> adapter -> that prefix's KV (per layer: keys, values of batch 1)
-        self.prefixes: OrderedDict[tuple[int, ...], dict[str, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
+        # shared prompt prefix -> adapter -> that prefix's KV (per layer: keys, values of batch 1); None while a
+        # job queued ahead computes it
+        self.prefixes: OrderedDict[tuple[int, ...], dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None]] = \
+            OrderedDict()
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def members(self) -> list[Row]:
+        """Rows decoding and rows still being prefilled."""
+        return self.rows + [r for job in self.pending for r in job.rows]
+
     def join(self, rows: list[Row]) -> list[tuple[Row, str]]:
-        """Prefill `rows` (one left-padded batch), sample their first tokens, add them to the lane."""
-        plen, prefix_cache = self._shared_prefix(rows)
+        """Prefill `rows` (and anything queued before them) whole, sample their first tokens, add them."""
+        self.queue(rows)
+        return self.prefill()[0]
+
+    def queue(self, rows: list[Row]) -> None:
+        """Queue `rows` for `prefill` as one left-padded batch, after their shared prefix's job if one is needed."""
+        plen, kv = self._shared_prefix(rows)
         ids, mask = left_padded([list(r.prompt) for r in rows], plen, self.pad_id)
-        out = self._run(rows, ids[:, plen:], mask, prefix_cache)
-        if self.cache is None:
-            self.cache, self.mask = _roomy(out.cache), mask
-        else:
-            cache, self.mask = _concat(self.cache, self.mask, out.cache, mask)
-            self.cache = _roomy(cache)
-        self.rows += rows
-        return self._sample(rows, out.logits[:, -1])
+        self.pending.append(_Prefill([r.adapter for r in rows], ids[:, plen:], mask, list(rows), kv))
+
+    def prefill(self, budget: int | None = None) -> tuple[list[tuple[Row, str]], int]:
+        """Feed queued prompts first in, first out: about `budget` tokens (rows x columns; None: all of them),
+        at least one column. Rows whose prompt is complete sample their first token and join the batch.
+        Returns the (row, released text) pairs and the tokens fed."""
+        released, used = [], 0
+        while self.pending:
+            job = self.pending[0]
+            width = job.ids.shape[1] - job.done
+            if budget is not None:
+                width = min(width, (budget - used) // len(job.adapters))
+                if width <= 0 and used:
+                    break
+                width = max(width, 1)
+            logits = self._feed(job, width)
+            used += width * len(job.adapters)
+            if job.done == job.ids.shape[1]:
+                self.pending.popleft()
+                released += self._finish(job, logits)
+        return released, used
 
     def step(self) -> list[tuple[Row, str]]:
         """Decode one token for every row; returns (row, released text) pairs."""
@@ -227,12 +284,19 @@ class Lane:
             return []
         ids = torch.tensor([[r.generated[-1]] for r in self.rows], dtype=torch.long)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
-        out = self._run(self.rows, ids, self.mask, self.cache)
+        out = self._run([r.adapter for r in self.rows], ids, self.mask, self.cache)
         self.cache = out.cache
         return self._sample(self.rows, out.logits[:, -1])
 
     def remove(self, ids: set[int]) -> None:
-        """Drop rows by id (finished, cancelled) and the cache columns only padding still uses."""
+        """Drop rows by id (finished, cancelled; decoding or still queued) and the cache columns only padding
+        still uses."""
+        for job in [j for j in self.pending if j.rows]:
+            keep = [b for b, r in enumerate(job.rows) if r.id not in ids]
+            if not keep:
+                self.pending.remove(job)
+            elif len(keep) < len(job.rows):
+                job.select(keep, self.device)
         keep = [b for b, r in enumerate(self.rows) if r.id not in ids]
         if len(keep) == len(self.rows):
             return
@@ -248,9 +312,10 @@ class Lane:
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
-    def _shared_prefix(self, rows: list[Row]) -> tuple[int, DynamicCache | None]:
+    def _shared_prefix(self, rows: list[Row]) -> tuple[int, dict | None]:
         """The longest prefix every joining prompt shares (one kept from an earlier join, else their common
-        prefix when >= MIN_SHARED_PREFIX tokens) and a cache holding its KV for each row's adapter."""
+        prefix when >= MIN_SHARED_PREFIX tokens) and its KV per adapter; a job computing it under the rows'
+        adapters not seen with it yet is queued."""
         limit = min(len(r.prompt) for r in rows) - 1   # every row keeps >= 1 own token to feed
         kept = [p for p in self.prefixes if shared_prefix_len([p, *(r.prompt for r in rows)], limit) == len(p)]
         if kept:
@@ -265,26 +330,46 @@ class Lane:
         while len(self.prefixes) > KEPT_PREFIXES:
             self.prefixes.popitem(last=False)
         missing = sorted({r.adapter for r in rows} - per_adapter.keys())
-        if missing:   # one forward for the prefix under every adapter not seen with it yet
-            ids = torch.tensor([prefix] * len(missing), dtype=torch.long, device=self.device)
-            with torch.inference_mode():
-                layers = self.forward(missing, input_ids=ids, use_cache=True, logits_to_keep=_last(ids)).cache.layers
-            for i, adapter in enumerate(missing):
-                per_adapter[adapter] = [(la.keys[i:i + 1], la.values[i:i + 1]) for la in layers]
-        cache = DynamicCache()
-        for layer in range(len(per_adapter[rows[0].adapter])):
-            kv = [per_adapter[r.adapter][layer] for r in rows]
-            cache.update(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv]), layer)
-        return len(prefix), cache
+        if missing:   # one job for the prefix under every adapter not seen with it yet
+            per_adapter.update(dict.fromkeys(missing))
+            ids = torch.tensor([prefix] * len(missing), dtype=torch.long)
+            self.pending.append(_Prefill(missing, ids, torch.ones_like(ids), [], per_adapter))
+        return len(prefix), per_adapter
 
-    def _run(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache | None):
+    def _feed(self, job: _Prefill, width: int) -> torch.Tensor:
+        """Run the next `width` columns of a job; returns the last column's logits."""
+        if job.cache is None and job.rows and job.kv is not None:   # rows start from their prefix's KV
+            job.cache = DynamicCache()
+            for layer in range(len(job.kv[job.adapters[0]])):
+                kv = [job.kv[a][layer] for a in job.adapters]
+                job.cache.update(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv]), layer)
+        end = job.mask.shape[1] - job.ids.shape[1] + job.done + width
+        out = self._run(job.adapters, job.ids[:, job.done: job.done + width], job.mask[:, :end], job.cache)
+        job.cache, job.done = out.cache, job.done + width
+        return out.logits[:, -1]
+
+    def _finish(self, job: _Prefill, logits: torch.Tensor) -> list[tuple[Row, str]]:
+        """A job fed whole: a prefix's KV is kept per adapter; rows sample their first token and join."""
+        if not job.rows:
+            for i, adapter in enumerate(job.adapters):
+                job.kv[adapter] = [(la.keys[i:i + 1], la.values[i:i + 1]) for la in job.cache.layers]
+            return []
+        if self.cache is None:
+            self.cache, self.mask = _roomy(job.cache), job.mask
+        else:
+            cache, self.mask = _concat(self.cache, self.mask, job.cache, job.mask)
+            self.cache = _roomy(cache)
+        self.rows += job.rows
+        return self._sample(job.rows, logits)
+
+    def _run(self, adapters: list[str], ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache | None):
         width = ids.shape[1]
         # each row's positions count its own real tokens only (left padding shifts nothing)
         positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -width:]
         with torch.inference_mode():
-            return self.forward([r.adapter for r in rows], input_ids=ids.to(self.device),
-                                attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
-                                cache=cache, use_cache=True, logits_to_keep=_last(ids))
+            return self.forward(adapters, input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions.to(self.device), cache=cache, use_cache=True,
+                                logits_to_keep=_last(ids))
 
     def _sample(self, rows: list[Row], logits: torch.Tensor) -> list[tuple[Row, str]]:
         tokens = sample_tokens(logits, [r.params for r in rows], [r.generator for r in rows])
