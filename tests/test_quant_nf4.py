@@ -85,3 +85,17 @@ def test_quantized_model_lets_go_of_the_checkpoint_memory(tiny_dir):
     kept = list(model.state_dict().values())
     assert kept and not loaded & {t.untyped_storage().data_ptr() for t in kept}
     assert model.get_output_embeddings().weight.shape == model.get_input_embeddings().weight.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(96, 128), (37, 53)])
+def test_quantize_kernel_path_equals_torch_path(monkeypatch, dtype, shape):
+    torch.manual_seed(3)
+    w = (torch.randn(shape) * 0.05).to(dtype)
+    w[0, :8] = 0.0                                   # a zero run and exact ties at the block's absmax
+    w[1, :4] = w[1].abs().max()
+    fast = quantize_nf4(w)
+    monkeypatch.setattr(nf4, "_bnb_ops", lambda: None)
+    slow = quantize_nf4(w)
+    for name, t in slow.buffers().items():
+        assert torch.equal(fast.buffers()[name], t), name
