@@ -61,6 +61,23 @@ def test_brevity_reward_is_loadable_and_prefers_short_answers():
     assert fn(["q"] * 3, ["", "one two three four", " ".join(["w"] * 40)]) == [1.0, 0.75, 0.0]
 
 
+def test_a_reward_loads_from_a_python_file(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text("def shouty(prompts, completions):\n"
+                                            "    return [float(c.isupper()) for c in completions]\n")
+    monkeypatch.chdir(tmp_path)   # a relative file is read from the working directory, as a recipe's data
+    assert load_reward("my_rewards.py:shouty")(["q", "q"], ["YES", "no"]) == [1.0, 0.0]
+    with pytest.raises(TypeError, match="no callable 'missing'"):
+        load_reward("my_rewards.py:missing")
+    with pytest.raises(FileNotFoundError, match="other.py"):
+        load_reward("other.py:shouty")
+
+
+def test_the_example_reward_file_prefers_short_answers():
+    fn = load_reward(str(Path(__file__).parents[1] / "examples" / "rl_rewards.py") + ":concise")
+    scores = fn(["q"] * 3, ["", "Paris.", " ".join(["word"] * 40)])
+    assert scores[0] == 1.0 and 0.0 < scores[1] < 1.0 and scores[2] == 0.0
+
+
 def test_prompts_from_every_record_kind(tiny):
     _, tok = tiny
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]

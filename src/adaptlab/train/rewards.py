@@ -4,6 +4,7 @@ A spec names where the scores come from, as `kind:value` with the kinds register
 
     runs/reward/final          a trained reward model (`objective: reward`); kind `model`
     mypkg.scoring:brevity      a Python callable with the RewardFn signature; kind `callable`
+    my_rewards.py:concise      the same, from a Python file (relative to the working directory)
 
 Another kind (e.g. an LLM judge) is one `register_reward_kind(name, loader)` call, where `loader(value)`
 returns a RewardFn.
@@ -12,8 +13,10 @@ returns a RewardFn.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from safetensors.torch import load_file
@@ -40,14 +43,25 @@ def load_reward(spec: str) -> RewardFn:
 
 
 def callable_reward(spec: str) -> RewardFn:
-    """`package.module:function` imported; the function takes (prompts, completions) and returns floats."""
-    module, _, name = spec.partition(":")
+    """`package.module:function` imported, or `path/to/file.py:function` loaded from that file; the function
+    takes (prompts, completions) and returns floats."""
+    module, _, name = spec.rpartition(":")
     if not module or not name:
-        raise ValueError(f"reward {spec!r}: write a callable as 'package.module:function'")
-    fn = getattr(importlib.import_module(module), name, None)
+        raise ValueError(f"reward {spec!r}: write a callable as 'package.module:function' or 'file.py:function'")
+    fn = getattr(import_file(module) if module.endswith(".py") else importlib.import_module(module), name, None)
     if not callable(fn):
         raise TypeError(f"reward {spec!r}: {module} has no callable {name!r}")
     return fn
+
+
+def import_file(path: str) -> ModuleType:
+    """The Python file at `path` executed as a module (a reward shipped beside a recipe needs no package)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"reward file {path} not found (a relative path is read from the working directory)")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def model_reward(path: str, batch_size: int = 8, seq_len: int = 1024) -> RewardFn:
