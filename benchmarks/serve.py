@@ -155,7 +155,7 @@ def main() -> None:
               "base_p95_ttft_ms": round(base["p95_ttft_ms"]), "p50_ttft_ms": round(mixed["p50_ttft_ms"]),
               "p50_latency_ms": round(mixed["p50_latency_ms"]),
               "max_tokens": args.max_tokens, "dtype": dtype,
-              "torch_threads": torch.get_num_threads()}
+              "torch_threads": torch.get_num_threads(), "engine_threads": engine.threads}
     print(json.dumps(result))
 
 

@@ -54,23 +54,43 @@ def test_lora_and_dora_adapters_decode_together(tiny_dir, tmp_path):
 
 
 class _Recording(Backend):
-    """Logs each forward's (rows, columns) and never ends a row on EOS (rows run to max_tokens)."""
+    """Logs each forward's (rows, columns) and torch's thread count, and never ends a row on EOS (rows run to
+    max_tokens)."""
 
     def forward_for(self, lane):
         inner = super().forward_for(lane)
 
         def forward(names, **inputs):
             self.calls.append(tuple(inputs["input_ids"].shape))
+            self.threads.add(torch.get_num_threads())
             out = inner(names, **inputs)
             out.logits[..., self.tokenizer.eos_token_id] = -float("inf")
             return out
         return forward
 
 
-def test_a_long_prompt_joins_a_chunk_per_step_while_running_rows_keep_decoding(tiny_dir):
+def _recording(tiny_dir) -> _Recording:
     loaded = load_backend(str(tiny_dir), {}, dtype="fp32", name="t")
     backend = _Recording(loaded.name, loaded.model, loaded.tokenizer, loaded.adapters)
-    backend.calls = []
+    backend.calls, backend.threads = [], set()
+    return backend
+
+
+def test_the_engine_thread_sets_its_own_torch_threads_and_leaves_the_callers(tiny_dir):
+    backend, caller = _recording(tiny_dir), torch.get_num_threads()
+    engine = Engine(backend, threads=caller + 1)
+    engine.start()
+    done = threading.Event()
+    engine.submit(backend.tokenizer.encode("Hi"), SamplingParams(max_tokens=2), BASE, 1,
+                  lambda ev: ev.finish_reason and done.set())
+    assert done.wait(60)
+    engine.stop()
+    assert backend.threads == {caller + 1} and torch.get_num_threads() == caller
+    assert Engine(backend).threads == max(1, caller - 1)
+
+
+def test_a_long_prompt_joins_a_chunk_per_step_while_running_rows_keep_decoding(tiny_dir):
+    backend = _recording(tiny_dir)
     chunk = 16
     engine = Engine(backend, max_batch=4, prefill_chunk=chunk)
     engine.start()
@@ -104,6 +124,6 @@ def test_a_long_prompt_joins_a_chunk_per_step_while_running_rows_keep_decoding(t
     assert running_at_first_token[0] - before >= len(long_prompt) // chunk - 1
     with torch.no_grad():
         ids = torch.tensor([long_prompt])
-        expected = loaded.model.generate(input_ids=ids, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+        expected = backend.model.generate(input_ids=ids, max_new_tokens=5, min_new_tokens=5, do_sample=False,
                                          pad_token_id=tok.eos_token_id)[0, ids.shape[1]:].tolist()
     assert joining.rows[0].generated == expected

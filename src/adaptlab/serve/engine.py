@@ -8,6 +8,12 @@ step instead of waiting for the batch to finish (Yu et al. 2022, "Orca: A Distri
 Transformer-Based Generative Models", OSDI: iteration-level scheduling), and a long prompt holds the running
 rows' next token back by one chunk, not by its whole prefill. Results go back through each request's
 `emit` callback, called on the engine thread.
+
+The engine thread runs torch with one intra-op thread fewer than the machine's default, so the event loop
+(HTTP, SSE, tokenizing prompts) keeps a core: with every core in torch's pool, the event loop's bursts of work
+take a core from a pool thread mid-operation and the step waits for it. On 2 cores a 16-row step took ~125 ms
+in the server against 82 ms of one thread's CPU, and under load 1 engine thread gave 1.1-1.7x the tokens/s
+of 2 in alternating runs of `benchmarks/serve.py`'s mixed load, with less CPU in all.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
 
 from adaptlab.models.decode import Lane, Row, SamplingParams
 from adaptlab.models.generation import eos_token_ids, max_length, model_device, pad_token_id
@@ -63,9 +71,11 @@ class Request:
 class Engine:
     """Owns the decoding thread; `submit` may be called from any thread."""
 
-    def __init__(self, backend: Backend, max_batch: int = 16, max_queue: int = 64, prefill_chunk: int = PREFILL_CHUNK):
+    def __init__(self, backend: Backend, max_batch: int = 16, max_queue: int = 64, prefill_chunk: int = PREFILL_CHUNK,
+                 threads: int | None = None):
         self.backend, self.max_batch, self.max_queue = backend, max_batch, max_queue
         self.prefill_chunk = prefill_chunk
+        self.threads = threads or max(1, torch.get_num_threads() - 1)   # torch's intra-op threads for the engine
         self.waiting: deque[Request] = deque()
         self.lanes: dict[str, Lane] = {}
         self.owner: dict[int, tuple[Request, int]] = {}   # row id -> (request, choice index)
@@ -117,6 +127,7 @@ class Engine:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        torch.set_num_threads(self.threads)   # this thread's own setting: the caller's threads keep theirs
         while True:
             with self._wake:
                 while self._running and not self.waiting and not self.owner:
