@@ -43,6 +43,11 @@ class LiveView:
             if cell in self.bars:
                 self.progress.remove_task(self.bars.pop(cell))
             self.table.add_row(*_row(cell, event["record"], event.get("cached", False)))
+        if not console.is_terminal and kind in ("start", "done"):
+            # a log file or a pipe gets no live view (rich draws it once, at the end): one line per cell instead
+            elapsed = time.perf_counter() - self.start
+            text = "started" if kind == "start" else _line(event["record"], event.get("cached", False))
+            console.print(f"[{elapsed:6.0f} s] {cell}: {text}", markup=False, highlight=False)
 
 
 def _row(cell: str, r: dict, cached: bool) -> list[str]:
@@ -51,6 +56,15 @@ def _row(cell: str, r: dict, cached: bool) -> list[str]:
     t = r["test"]
     return [cell, "cached" if cached else "ok", f"{t['score']:.1f} [{t['interval'][0]:.1f}, {t['interval'][1]:.1f}]",
             f"{r['peak_memory_mb']:,.0f}", f"{r.get('train_time_s', 0):.1f}", f"{r.get('wall_s', 0):.1f}"]
+
+
+def _line(r: dict, cached: bool) -> str:
+    """A finished cell in one plain line (for logs)."""
+    if r["status"] != "ok":
+        return f"{r['status']}: {r.get('reason') or r.get('error', '')}"
+    t = r["test"]
+    return (f"{'cached' if cached else 'ok'} score {t['score']:.1f} [{t['interval'][0]:.1f}, {t['interval'][1]:.1f}], "
+            f"peak {r['peak_memory_mb']:,.0f} MB, trained {r.get('train_time_s', 0):.1f} s, wall {r.get('wall_s', 0):.1f} s")
 
 
 def compare_cmd(
