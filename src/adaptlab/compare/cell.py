@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from adaptlab.atomic import write_json
 from adaptlab.compare import measure
 from adaptlab.compare.planner import Speed
 
@@ -197,12 +198,6 @@ def run_warmup(spec: dict, emit: Emit) -> dict:
 CELL_KINDS: dict[str, Callable[[dict, Emit], dict]] = {"prompt": run_prompt, "rag": run_rag, "train": run_train,
                                                        "warmup": run_warmup}
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a temporary file renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_spec(spec_path: str, conn) -> None:

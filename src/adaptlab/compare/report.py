@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adaptlab.atomic import write_bytes, write_text
 from adaptlab.compare import plots
 from adaptlab.compare.taskdata import SPLIT_SEED
 from adaptlab.compare.verdict import Summary, base_of, claims, peft_vs_full, recommendation, summarize
@@ -193,11 +193,6 @@ def to_html(doc: list[Block], pngs: dict[str, bytes]) -> str:
             f"<body>{''.join(parts)}</body></html>")
 
 
-def _write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
 
 def write_report(run: dict, records: list[dict], out: Path) -> dict[str, Path]:
     """Write the PNGs, report.md and report.html into `out`; returns their paths by name."""
@@ -208,8 +203,8 @@ def write_report(run: dict, records: list[dict], out: Path) -> dict[str, Path]:
     doc = blocks(run, records, list(pngs))
     paths = {name: out / name for name in pngs}
     for name, data in pngs.items():
-        _write(paths[name], data)
+        write_bytes(paths[name], data)
     paths["report.md"], paths["report.html"] = out / "report.md", out / "report.html"
-    _write(paths["report.md"], to_markdown(doc))
-    _write(paths["report.html"], to_html(doc, pngs))
+    write_text(paths["report.md"], to_markdown(doc))
+    write_text(paths["report.html"], to_html(doc, pngs))
     return paths

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from adaptlab.compare.cell import run_spec, write_json
+from adaptlab.atomic import write_json
+from adaptlab.compare.cell import run_spec
 from adaptlab.compare.planner import Speed, plan_steps, training_seconds
 from adaptlab.compare.rag import corpus_digest, store_path
 from adaptlab.compare.recipe import CompareConfig, RouteSpec

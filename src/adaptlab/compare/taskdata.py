@@ -11,7 +11,6 @@ dpo routes' pair file (the user's, or `preferences.jsonl` derived from the label
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from adaptlab.atomic import write_jsonl
 from adaptlab.compare.recipe import TaskSpec
 from adaptlab.data.records import Classification
 from adaptlab.data.sources import load_records
@@ -80,10 +80,6 @@ def exemplars(train: list[Classification], labels: list[str], k: int) -> list[Cl
     return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(k)]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def _task_yaml(path: Path, spec: TaskSpec, data: Path, name: str, shots: int = 0) -> Path:
     prompt = spec.prompt.replace("{choices}", ", ".join(spec.labels))
     task = {"name": name, "data": data.name, "kind": "classify", "prompt": prompt, "answer": "label",
@@ -106,7 +102,7 @@ def _preferences(spec: TaskSpec, train: list[Classification], prompt: str, out: 
         log.info("task.preferences %s: %d pairs", spec.preferences, len(pairs))
         return spec.preferences
     if spec.preferences_from_labels:
-        _write_jsonl(out / "preferences.jsonl", derived_pairs(train, spec.labels, prompt))
+        write_jsonl(out / "preferences.jsonl", derived_pairs(train, spec.labels, prompt))
         return str(out / "preferences.jsonl")
     return None
 
@@ -129,18 +125,18 @@ def write_task(spec: TaskSpec, shots: list[int], train_eval: int, out: Path) -> 
     out.mkdir(parents=True, exist_ok=True)
     prompt = spec.prompt.replace("{choices}", ", ".join(spec.labels))
     rows = lambda recs: [{"text": r.text, "label": r.label} for r in recs]
-    _write_jsonl(out / "train.jsonl", [{"instruction": prompt.format(text=r.text), "output": r.label} for r in train])
-    _write_jsonl(out / "test.jsonl", rows(test))
-    _write_jsonl(out / "rewards.jsonl", [{"prompt": prompt.format(text=r.text), "answer": r.label,
+    write_jsonl(out / "train.jsonl", [{"instruction": prompt.format(text=r.text), "output": r.label} for r in train])
+    write_jsonl(out / "test.jsonl", rows(test))
+    write_jsonl(out / "rewards.jsonl", [{"prompt": prompt.format(text=r.text), "answer": r.label,
                                           "choices": spec.labels} for r in train])
     files = TaskFiles(out / "train.jsonl", _task_yaml(out / "test.yaml", spec, out / "test.jsonl", spec.name),
                       None, len(train), len(test), carved, out / "rewards.jsonl", _preferences(spec, train, prompt, out),
                       corpus)
     for k in sorted({k for k in shots if k > 0}):
-        _write_jsonl(out / f"test-{k}shot.jsonl", rows(exemplars(train, spec.labels, k) + test))
+        write_jsonl(out / f"test-{k}shot.jsonl", rows(exemplars(train, spec.labels, k) + test))
         _task_yaml(files.shots(k), spec, out / f"test-{k}shot.jsonl", spec.name, shots=k)
     if train_eval:
         picked = random.Random(SPLIT_SEED).sample(train, min(train_eval, len(train)))
-        _write_jsonl(out / "train-eval.jsonl", rows(picked))
+        write_jsonl(out / "train-eval.jsonl", rows(picked))
         files.train_eval = _task_yaml(out / "train-eval.yaml", spec, out / "train-eval.jsonl", f"{spec.name}-train")
     return files

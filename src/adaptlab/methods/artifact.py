@@ -12,15 +12,13 @@ Writes go to a temporary folder renamed into place, so a crash never leaves half
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from adaptlab.atomic import replacing
 from adaptlab.methods.base import Method, MethodConfig, get_method
 
 ARTIFACT_FILE = "adaptlab.json"
@@ -39,24 +37,11 @@ def save_artifact(model: nn.Module, tokenizer: PreTrainedTokenizerBase, method: 
                   base_model: str, path: str | Path) -> Path:
     """Write the method's files, the tokenizer and `adaptlab.json` atomically to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with replacing(path, directory=True) as tmp:
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
         meta = {"method": method.name, "base_model": base_model, "method_config": cfg.model_dump()}
         (tmp / ARTIFACT_FILE).write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -12,7 +12,6 @@ with its update merged in, never dropped (llama.cpp's LoRA converter skips such 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import gguf
 import numpy as np
 import torch
 from torch import nn
+
+from adaptlab.atomic import replacing
 
 QUANTS = {"f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
           "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0)}
@@ -96,10 +97,8 @@ def save_gguf(model: nn.Module, tokenizer, path: str | Path, quant: str = "f16",
         raise ValueError(f"unknown GGUF quant {quant!r}; choose one of: {', '.join(QUANTS)}")
     qtype, file_type = QUANTS[quant]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), "llama")
-    try:
+    with replacing(path) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), "llama")
         writer.add_name(name)
         _hparams(writer, model.config, file_type)
         _tokenizer(writer, tokenizer, tokenizer_pre)
@@ -112,9 +111,6 @@ def save_gguf(model: nn.Module, tokenizer, path: str | Path, quant: str = "f16",
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

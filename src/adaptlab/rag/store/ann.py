@@ -9,12 +9,12 @@ by benchmarks/rag.py (build time, p95 latency, recall@10 at 1M clustered 384-d v
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from usearch.index import Index
+
+from adaptlab.atomic import replacing
 
 # measured on 1M clustered 384-d vectors (benchmarks/rag.py --parts a, 2-core Xeon): efConstruction 48 left
 # recall@10 at 0.84 even with ef 1024; 128 reaches 0.978 at ef 256 with p95 3.4 ms (build 483 s).
@@ -64,12 +64,6 @@ class VectorIndex:
         return [(int(key), 1.0 - float(d)) for key, d in zip(matches.keys, matches.distances)]
 
     def save(self, path: Path) -> None:
-        """Write to a temporary file beside `path`, then rename over it: readers see old or new, never half."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            self.index.save(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write atomically: readers see the old index or the new one, never half."""
+        with replacing(path) as tmp:
+            self.index.save(str(tmp))
