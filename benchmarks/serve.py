@@ -7,7 +7,9 @@ engine; time to first token (TTFT) and request latency by the clients. The basel
 transformers writes without a server: `model.generate` on each request in turn (greedy, same prompts,
 same max_tokens, the CPU's native dtype). The prompts share their first 29 of ~39 tokens (the chat template's
 system prompt and "Write a long story about"), which the server prefills once per adapter and reuses, as a
-server with a fixed system prompt does; the baseline prefills every prompt whole. Prints one JSON line last:
+server with a fixed system prompt does; the baseline prefills every prompt whole. The baseline runs with torch's
+default thread count (`torch_threads`), the server's engine thread with one fewer (`engine_threads`), leaving a
+core to the event loop and to the clients, which share this process. Prints one JSON line last:
 {"clients", "requests", "errors", "tok_s", "baseline_tok_s", "ratio", "p95_ttft_ms", "p95_latency_ms",
  "peak_mb", "base_tok_s", "mixed_vs_base", ...}; tok_s, TTFT and latency are the mixed-adapter run's.
 """
