@@ -18,9 +18,9 @@ import time
 
 import torch
 
+from adaptlab.eval.catalog import get_task
 from adaptlab.eval.kinds import run_choices
 from adaptlab.eval.reference import lm_eval_mmlu, mmlu_slice
-from adaptlab.eval.catalog import get_task
 from adaptlab.models import load_model
 
 SUBJECTS = ["high_school_geography", "marketing", "nutrition", "astronomy", "sociology", "virology",

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from adaptlab.models import generation
-from adaptlab.models import tiny_llama
+from adaptlab.models import generation, tiny_llama
 
 
 @pytest.fixture(scope="module")

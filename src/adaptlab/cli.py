@@ -6,6 +6,8 @@ Subcommand groups live in `adaptlab/commands/<area>.py`, each exposing a `typer.
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 from adaptlab.logs import setup_cli_logging
@@ -20,21 +22,13 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug
     setup_cli_logging(verbose)
 
 
+COMMANDS = ("core", "methods", "prompt", "eval", "rag", "serve", "export", "chat", "feedback", "compare", "plan")
+
+
 def _mount() -> None:
-    # one line per command module; each module owns its own options and rendering
-    from adaptlab.commands import core
-    core.register(app)
-    # --- command modules (one line each) ---
-    from adaptlab.commands import methods; methods.register(app)
-    from adaptlab.commands import prompt; prompt.register(app)
-    from adaptlab.commands import eval; eval.register(app)
-    from adaptlab.commands import rag; rag.register(app)
-    from adaptlab.commands import serve; serve.register(app)
-    from adaptlab.commands import export; export.register(app)
-    from adaptlab.commands import chat; chat.register(app)
-    from adaptlab.commands import feedback; feedback.register(app)
-    from adaptlab.commands import compare; compare.register(app)
-    from adaptlab.commands import plan; plan.register(app)
+    # a command is one module under adaptlab.commands that owns its options and rendering and registers itself
+    for name in COMMANDS:
+        importlib.import_module(f"adaptlab.commands.{name}").register(app)
 
 
 _mount()

@@ -72,7 +72,7 @@ class BuiltinDataset:
         return out
 
 
-_MMLU = lambda r: MultipleChoice(question=r["question"], choices=r["choices"], answer=int(r["answer"]))  # noqa: E731
+_MMLU = lambda r: MultipleChoice(question=r["question"], choices=r["choices"], answer=int(r["answer"]))
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {d.name: d for d in [
     BuiltinDataset("gsm8k", "gsm8k/train.jsonl.gz", "instruction", "MIT", "openai/grade-school-math",
                    "grade-school maths word problems with worked answers (train, 7,473)", _gsm8k),
