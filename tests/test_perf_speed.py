@@ -35,6 +35,20 @@ def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it(monkeypatch, flags, k
         dev.cpu_kind.cache_clear()
 
 
+def test_the_cpu_kind_can_be_forced_and_a_wrong_name_lists_the_kinds(monkeypatch):
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset("fpu avx2 avx512f avx512_bf16".split()))
+    dev.cpu_kind.cache_clear()
+    try:
+        monkeypatch.setenv("ADAPTLAB_CPU_KIND", "avx2")
+        assert dev.cpu_kind() == "avx2" and dev.auto_dtype("auto", torch.device("cpu")) == torch.float32
+        dev.cpu_kind.cache_clear()
+        monkeypatch.setenv("ADAPTLAB_CPU_KIND", "avx3")
+        with pytest.raises(ValueError, match="avx512_bf16, avx512, avx2"):
+            dev.cpu_kind()
+    finally:
+        dev.cpu_kind.cache_clear()
+
+
 def test_compile_auto_follows_the_measured_kinds(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(speed, "COMPILE_FASTER", frozenset({dev.cpu_kind()}))

@@ -8,7 +8,11 @@
 | Intel Cooper Lake, AMD Zen 4/5 | `avx512_bf16` | bf16 (AVX-512 BF16 dot products) |
 | AVX2 / plain AVX-512 (AMD Zen 2/3, older Xeons) | neither | fp32 (bf16 is emulated, far slower) |
 
-Where /proc/cpuinfo cannot be read (not Linux), oneDNN's own bf16 check decides.
+Where /proc/cpuinfo cannot be read (not Linux), oneDNN's own bf16 check decides. `ADAPTLAB_CPU_KIND` (one of
+`KINDS`) overrides the detection. Together with the libraries' own ISA caps it makes a machine compute as another
+kind does; an AVX2-only CPU, for instance:
+
+    ADAPTLAB_CPU_KIND=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python ...
 """
 
 from __future__ import annotations
@@ -31,9 +35,16 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
+KINDS = ("amx", "avx512_bf16", "avx512", "avx2", "other")
+
+
 @functools.cache
 def cpu_kind() -> str:
-    """The CPU's fastest matmul path: `amx`, `avx512_bf16`, `avx512`, `avx2` or `other`."""
+    """The CPU's fastest matmul path: `amx`, `avx512_bf16`, `avx512`, `avx2` or `other` (or `ADAPTLAB_CPU_KIND`)."""
+    if forced := os.environ.get("ADAPTLAB_CPU_KIND"):
+        if forced not in KINDS:
+            raise ValueError(f"ADAPTLAB_CPU_KIND={forced!r}: choose one of {', '.join(KINDS)}")
+        return forced
     flags = cpu_flags()
     if not flags:
         return "avx512_bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "other"
