@@ -99,37 +99,56 @@ def run_rag(spec: dict, emit: Emit) -> dict:
             "rag": {**index, "settings": rag.settings(settings), "index_bytes": rag.index_bytes(path)}}
 
 
-def _curve_steps(max_steps: int, points: int) -> set[int]:
-    return {max(1, round(max_steps * (i + 1) / points)) for i in range(points)} if points else set()
+def _curve_steps(max_steps: int, points: int, first: int = 1) -> set[int]:
+    """`points` steps spread over training, none before `first` (the steps a budgeted cell timed)."""
+    return {max(first, round(max_steps * (i + 1) / points)) for i in range(points)} if points else set()
 
 
-def _train(spec: dict, emit: Emit) -> tuple[object, list[list[float]]]:
-    """Train the route; score the test metric on a few items at `curve_points` steps along the way."""
+def _trainer(spec: dict, on_step):
+    """The route's trainer: for a fixed number of steps, or (`train_s` in the spec) timing its first `probe`
+    steps and training for `train_s` seconds (compare/budgeted.py)."""
+    from adaptlab.compare.budgeted import BudgetedTrainer
     from adaptlab.config import TrainConfig
     from adaptlab.train import Trainer
 
     cfg = TrainConfig.model_validate(spec["train"])
+    if "train_s" in spec:
+        return BudgetedTrainer(cfg, spec["train_s"], spec["probe"], on_step=on_step)
+    return Trainer(cfg, on_step=on_step)
+
+
+def _train(spec: dict, emit: Emit) -> tuple[object, object, list[list[float]]]:
+    """Train the route; score the test metric on a few items at `curve_points` steps along the way.
+    Returns (trainer, result, curve)."""
     m = spec["measure"]
-    at, curve = _curve_steps(cfg.max_steps, m["curve_points"]), []
+    curve: list[list[float]] = []
+    at: set[int] = set()
 
     def on_step(metrics) -> None:
         emit({"event": "progress", "phase": "train", "done": metrics.step, "total": metrics.max_steps,
               "loss": metrics.loss})
+        if not at:                                    # max_steps is known once training runs
+            at.update(_curve_steps(metrics.max_steps, m["curve_points"], trainer.start_step + 1))
         if metrics.step in at:
             trainer.model.eval()
             s = measure.score_task(trainer.model, trainer.tokenizer, spec["task"], limit=m["curve_items"])
             trainer.model.train()
             curve.append([metrics.step, s.score])
 
-    trainer = Trainer(cfg, on_step=on_step)
-    return trainer.run(), curve
+    trainer = _trainer(spec, on_step)
+    return trainer, trainer.run(), curve
 
 
 def run_train(spec: dict, emit: Emit) -> dict:
-    """Train, reload the artifact from disk (timed), score it on the test and train splits, probe forgetting."""
+    """Train, reload the artifact from disk (timed), score it on the test and train splits, probe forgetting.
+    A budgeted route that cannot be set up here is skipped with the reason."""
+    from adaptlab.compare.budgeted import SetupError
     from adaptlab.methods.artifact import load_artifact
 
-    result, curve = _train(spec, emit)
+    try:
+        trainer, result, curve = _train(spec, emit)
+    except SetupError as e:
+        return {"status": "skipped", "reason": f"cannot run here: {e}"}
     gc.collect()
     start = time.perf_counter()
     art = load_artifact(result.final_dir)
@@ -144,6 +163,8 @@ def run_train(spec: dict, emit: Emit) -> dict:
               "eval_losses": result.eval_losses, "trainable_params": result.trainable_params,
               "total_params": result.total_params,
               "trainable_share": result.trainable_params / max(result.total_params, 1)}
+    if (timed := getattr(trainer, "measured", None)) is not None:
+        record["speed"] = timed.as_dict()
     if spec.get("train_eval"):
         emit({"event": "phase", "phase": "train-split score"})
         record["train"] = measure.score_task(art.model, art.tokenizer, spec["train_eval"]).as_dict()

@@ -8,6 +8,10 @@ where overhead_i is route i's setup, evaluation and measurement time. With `shar
 trains for T / n seconds: steps_i = floor(T / (n * s_i)) for s_i seconds per step. With `share: tokens`
 every route trains on the same number of tokens N, so sum_i N * s_i / k_i = T for k_i tokens per step:
 N = T / sum_i (s_i / k_i) and steps_i = floor(N / k_i). Every route gets at least one step.
+
+Under `share: time` the step time need not be known before a route starts: each cell gets T / n seconds and
+times its own first steps (`compare/budgeted.py`), so the overhead of a route is estimated from the
+prompting cell (load, evaluation, forgetting) instead of a separate warm-up.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ class Speed:
 def training_seconds(budget_s: float, elapsed_s: float, overheads_s: list[float], margin: float = 0.1) -> float:
     """Seconds left for all training steps together once the fixed costs are paid (never below zero)."""
     return max(0.0, (budget_s - elapsed_s - sum(overheads_s)) * (1 - margin))
+
+
+def steps_for(seconds: float, step_s: float, least: int) -> int:
+    """Steps that fit `seconds` at `step_s` seconds each: floor(seconds / step_s), never fewer than `least`."""
+    return max(least, math.floor(seconds / max(step_s, 1e-9)))
 
 
 def plan_steps(speeds: list[Speed], seconds: float, share: str) -> dict[str, int]:

@@ -91,15 +91,20 @@ def _starved(run: dict) -> str:
 
 
 def _budget_table(run: dict, summaries: dict[str, Summary]) -> Block:
+    """Steps and step time per training route: planned from the warm-up, or (cells that timed themselves
+    under `share: time`) chosen by the cell from its seconds."""
     plan = run.get("plan") or {}
+    speeds = plan.get("speeds") or {s.route: s.records[-1]["speed"] for s in summaries.values()
+                                    if s.kind == "train" and s.records[-1].get("speed")}
     rows, keys = [], []
-    for route, speed in plan.get("speeds", {}).items():
+    for route, speed in speeds.items():
         s = summaries.get(route)
-        rows.append([route, str(plan["steps"].get(route, "")), f"{speed['step_s']:.2f}", f"{speed['tokens_per_step']:.0f}",
+        steps = plan["steps"].get(route) or (f"{s.mean('steps'):.0f}" if s else "")
+        rows.append([route, str(steps), f"{speed['step_s']:.2f}", f"{speed['tokens_per_step']:.0f}",
                      f"{s.mean('tokens'):,.0f}" if s else "", f"{s.mean('train_time_s'):.1f}" if s else "",
                      f"{s.mean('wall_s'):.1f}" if s else ""])
         keys.append(route)
-    return Block("table", header=["route", "steps planned", "warm-up s/step", "tokens/step", "tokens trained",
+    return Block("table", header=["route", "steps", "s/step (timed)", "tokens/step", "tokens trained",
                                   "train s", "cell wall s"], rows=rows, keys=keys)
 
 

@@ -4,8 +4,11 @@ Each cell runs in its own process (`adaptlab.compare.cell.run_spec`, forked from
 has the libraries imported), so its peak memory is its own and a
 crash or an out-of-memory kill ends only that cell: its row says what happened and the others run.
 A cell's spec is hashed; a finished cell whose record carries the same hash is not run again, so an
-interrupted run continues where it stopped, and `only` reruns the named routes. The plan (steps per
-training route) is kept in `plan.json` beside the records, so a resumed run trains the same steps.
+interrupted run continues where it stopped, and `only` reruns the named routes. The plan (seconds or steps
+per training route) is kept in `plan.json` beside the records, so a resumed run trains to the same plan.
+Under `share: time` each training cell times its own first steps and trains for its share of seconds; a
+warm-up process that times every route first runs only where steps must be known before a cell starts
+(`share: tokens`, and objectives whose setup reads only the records its steps use).
 
 Everything the report needs is on disk: `run.json` (task, budget, plan) and one
 `cells/<route>-s<seed>/record.json` per cell.
@@ -144,7 +147,8 @@ class Matrix:
         status, stderr = run_child({**spec, "out": str(out)}, out.parent, self.listener, key)
         wall = time.perf_counter() - start
         if status == 0 and out.exists():
-            return self.finish(key, {**meta, **json.loads(out.read_text(encoding="utf-8")), "status": "ok",
+            # a cell may end as skipped (a route that cannot be set up here says why)
+            return self.finish(key, {**meta, "status": "ok", **json.loads(out.read_text(encoding="utf-8")),
                                      "wall_s": wall})
         return self.finish(key, {**meta, "status": "failed", "error": _failure(status, stderr), "wall_s": wall})
 
@@ -204,22 +208,50 @@ class Matrix:
         for route in (r for r in self.cfg.routes if not r.trains):
             cell[route.kind](route, files)
 
-    def overhead_s(self, speed: Speed) -> float:
-        """A training cell's time besides its steps, from the warm-up and the zero-shot cell."""
-        base = next((r for r in self.records.values() if r.get("forgetting") and r.get("kind") == "prompt"), None)
+    def base_record(self) -> dict | None:
+        """The zero-shot cell's record: its load, evaluation and forgetting times estimate a training cell's."""
+        return next((r for r in self.records.values() if r.get("forgetting") and r.get("kind") == "prompt"), None)
+
+    def overhead_s(self, setup_s: float) -> float:
+        """A training cell's time besides its steps: `setup_s` of setting up, then what the zero-shot cell took."""
+        base = self.base_record()
         if base is None:
-            return 2 * speed.setup_s + SAVE_S
+            return setup_s + SAVE_S
         m = self.cfg.measure
         per_item = base["test"]["seconds"] / max(base["test"]["n"], 1)
         items = base["test"]["n"] + m.train_eval + m.curve_points * m.curve_items
-        return base.get("startup_s", 0) + 2 * speed.setup_s + SAVE_S + per_item * items + base["forgetting"]["seconds"]
+        return base.get("startup_s", 0) + setup_s + SAVE_S + per_item * items + base["forgetting"]["seconds"]
+
+    def needs_warmup(self, configs: dict[str, dict]) -> bool:
+        """Equal tokens need every route's step time before any trains; an objective reading only the records
+        its steps use needs the step count before setup. Equal time lets each cell time itself."""
+        return self.cfg.share == "tokens" or any(TRAIN_ROUTES[c["objective"]].once_per_record
+                                                 for c in configs.values())
 
     def plan(self, configs: dict[str, dict]) -> dict:
-        """Steps per training route: reuse `plan.json` when it was made for this recipe and budget."""
+        """Seconds or steps per training route: reuse `plan.json` when it was made for this recipe and budget."""
         path = self.out / "plan.json"
-        digest = config_hash({"configs": configs, "budget_s": self.budget_s, "share": self.cfg.share})
+        warm = self.needs_warmup(configs)
+        digest = config_hash({"configs": configs, "budget_s": self.budget_s, "share": self.cfg.share, "warm": warm})
         if path.exists() and (old := json.loads(path.read_text(encoding="utf-8"))).get("hash") == digest:
             return old
+        plan = self.warmup_plan(configs) if warm else self.time_plan(configs)
+        write_json(path, {"hash": digest, "budget_s": self.budget_s, "share": self.cfg.share, **plan})
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def time_plan(self, configs: dict[str, dict]) -> dict:
+        """Equal seconds per training cell, its setup estimated by the zero-shot cell's model load (the cell
+        times its own steps: `compare/budgeted.py`)."""
+        base = self.base_record()
+        overhead = self.overhead_s(base["load_time_s"] if base else 0.0)
+        n_seeds = len(self.cfg.seeds)
+        seconds = training_seconds(self.budget_s, time.perf_counter() - self.start,
+                                   [overhead] * len(configs) * n_seeds) / n_seeds
+        return {"training_s": seconds, "train_s": dict.fromkeys(configs, seconds / len(configs)), "steps": {}, "speeds": {},
+                "errors": {}, "overheads_s": dict.fromkeys(configs, overhead)}
+
+    def warmup_plan(self, configs: dict[str, dict]) -> dict:
+        """Steps per route from a warm-up process that sets up every route and times its steps."""
         self.listener({"event": "start", "cell": "warm-up"})
         reference = [name for name, c in configs.items() if TRAIN_ROUTES[c["objective"]].reference_pass]
         status, stderr = run_child({"kind": "warmup", "routes": configs, "steps": self.cfg.warmup_steps,
@@ -231,13 +263,10 @@ class Matrix:
         warm = json.loads((self.out / "warmup" / "record.json").read_text(encoding="utf-8"))
         speeds = [Speed(**s) for s in warm["speeds"].values()]
         n_cells = len(self.cfg.seeds)
-        overheads = [self.overhead_s(s) for s in speeds for _ in range(n_cells)]
+        overheads = [self.overhead_s(2 * s.setup_s) for s in speeds for _ in range(n_cells)]  # warm-up and cell
         seconds = training_seconds(self.budget_s, time.perf_counter() - self.start, overheads) / n_cells
-        plan = {"hash": digest, "budget_s": self.budget_s, "share": self.cfg.share, "training_s": seconds,
-                "steps": plan_steps(speeds, seconds, self.cfg.share), "speeds": warm["speeds"],
+        return {"training_s": seconds, "steps": plan_steps(speeds, seconds, self.cfg.share), "speeds": warm["speeds"],
                 "errors": warm["errors"], "overheads_s": dict(zip([s.route for s in speeds], overheads[::n_cells]))}
-        write_json(path, plan)
-        return plan
 
     def train_cells(self, files: TaskFiles) -> None:
         configs, invalid, lacking = {}, {}, {}
@@ -260,10 +289,12 @@ class Matrix:
                 if reason:
                     self.skip(route, seed, f"cannot run here: {reason}", meta)
                     continue
-                steps = plan["steps"][route.name]
-                train = self.train_config(route, seed, files, steps)
+                steps = plan["steps"].get(route.name)          # None: the cell times itself
+                train = self.train_config(route, seed, files, steps or self.cfg.warmup_steps + 1)
                 spec = {"kind": "train", "train": train, "task": str(files.test), "measure": self.measure_spec(),
                         "train_eval": str(files.train_eval) if files.train_eval else None}
+                if steps is None:
+                    spec.update(train_s=plan["train_s"][route.name], probe=self.cfg.warmup_steps)
                 self.run_cell(route, seed, spec, {**meta, "planned_steps": steps, "share": self.cfg.share})
 
     def run(self) -> list[dict]:
