@@ -9,13 +9,15 @@ sequences into rows and computes log-probs only at response tokens, chunk by chu
 a scalar head on the LoRA-wrapped base (ours) with trl's AutoModelForSequenceClassification + LoRA.
 trl 1.16's configs turn gradient checkpointing on by default and the baseline keeps that default
 (`baseline_checkpointing`): its peak memory is a checkpointed one, paid for with about one more forward per
-step. `--checkpointing` also times ours with `activation_checkpointing: true`, the like-for-like memory figure.
+step. `--checkpointing` also times ours with `activation_checkpointing: true`, the like-for-like memory figure,
+and with `alternate` (every other layer recomputed).
 Only real (non-pad) tokens count; each side runs in its own process (peak RSS is per process; lib/procs.py);
 the first step is warm-up and is not timed; reference log-probs and data preparation are outside the timing.
 
     python benchmarks/preference.py [--quick] [--checkpointing]
     last line: {"dpo": {"ours_tok_s", "baseline_tok_s", "ratio", "ours_peak_mb", "baseline_peak_mb",
-                        "baseline_checkpointing", ["checkpointing_tok_s", ...]}, "reward": {...}}
+                        "baseline_checkpointing", ["checkpointing_tok_s", ..., "alternate_checkpointing_tok_s", ...]},
+             "reward": {...}}
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from lib.procs import in_process, peak_mb
 
 MODEL = "smollm2-135m"
 DATA = "hh-rlhf-harmless"
+# ours checkpointed (`--checkpointing`): recipe value -> JSON key prefix
+CHECKPOINTING = {True: "checkpointing", "alternate": "alternate_checkpointing"}
 LORA = {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
 
@@ -41,7 +45,7 @@ def native_dtype() -> str:
     return str(auto_dtype()).removeprefix("torch.")
 
 
-def run_ours(objective: str, pairs: int, steps: int, seq_len: int, checkpointing: bool, queue) -> None:
+def run_ours(objective: str, pairs: int, steps: int, seq_len: int, checkpointing: bool | str, queue) -> None:
     from adaptlab.config import TrainConfig
     from adaptlab.train.loop import Trainer
 
@@ -111,7 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 pairs per step, 1 timed step, seq len 256 (< 50 s idle)")
     parser.add_argument("--checkpointing", action="store_true",
-                        help="also time ours with activation checkpointing (trl's default, which its memory reflects)")
+                        help="also time ours with activation checkpointing, every layer (trl's default, which its memory "
+                        "reflects) and every other layer")
     args = parser.parse_args()
     start = time.perf_counter()
     pairs, steps, seq_len = (2, 1, 256) if args.quick else (8, 4, 512)
@@ -123,10 +128,10 @@ def main() -> None:
         row = {"ours_tok_s": round(ours["tok_s"], 1), "baseline_tok_s": round(base["tok_s"], 1),
                "ratio": round(ours["tok_s"] / base["tok_s"], 2), "ours_peak_mb": round(ours["peak_mb"]),
                "baseline_peak_mb": round(base["peak_mb"]), "baseline_checkpointing": base["checkpointing"]}
-        if args.checkpointing:
-            ckpt = in_process(run_ours, objective, pairs, steps, seq_len, True)
-            row.update(checkpointing_tok_s=round(ckpt["tok_s"], 1), checkpointing_ratio=round(ckpt["tok_s"] / base["tok_s"], 2),
-                       checkpointing_peak_mb=round(ckpt["peak_mb"]))
+        for mode, prefix in CHECKPOINTING.items() if args.checkpointing else ():
+            ckpt = in_process(run_ours, objective, pairs, steps, seq_len, mode)
+            row.update({f"{prefix}_tok_s": round(ckpt["tok_s"], 1), f"{prefix}_ratio": round(ckpt["tok_s"] / base["tok_s"], 2),
+                        f"{prefix}_peak_mb": round(ckpt["peak_mb"])})
         out[objective] = row
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out))

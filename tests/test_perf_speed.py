@@ -72,15 +72,18 @@ def losses(tmp_path, tiny_dir, steps: int = 3, **overrides) -> tuple[list[float]
     return [trainer.train_step(s)[0] for s in range(steps)], trainer
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_activation_checkpointing_keeps_the_loss(tmp_path, tiny_dir, method):
+@pytest.mark.parametrize("method, mode", [("lora", True), ("full", True), ("lora", "alternate")])
+def test_activation_checkpointing_keeps_the_loss(tmp_path, tiny_dir, method, mode):
     eager, _ = losses(tmp_path / "a", tiny_dir, method__name=method, compile=False)
-    ckpt, trainer = losses(tmp_path / "b", tiny_dir, method__name=method, compile=False, activation_checkpointing=True)
-    assert trainer.speed == {"compiled": False, "activation_checkpointing": True, "packed_attention": True}
-    assert speed.decoder_layers(trainer.model)[0].gradient_checkpointing
+    ckpt, trainer = losses(tmp_path / "b", tiny_dir, method__name=method, compile=False, activation_checkpointing=mode)
+    layers = speed.decoder_layers(trainer.model)
+    assert trainer.speed == {"compiled": False, "activation_checkpointing": mode, "packed_attention": True,
+                             "fused": {"rms_norm": 2 * len(layers) + 1, "swiglu": len(layers)}}
+    recomputing = [bool(layer.gradient_checkpointing) for layer in layers]
+    assert recomputing == ([True, False] * len(layers))[:len(layers)] if mode == "alternate" else all(recomputing)
     torch.testing.assert_close(torch.tensor(ckpt), torch.tensor(eager), rtol=1e-5, atol=1e-6)
     manifest = json.loads((trainer.out / "manifest.json").read_text())
-    assert manifest["speed"]["activation_checkpointing"] is True
+    assert manifest["speed"]["activation_checkpointing"] == mode
 
 
 @pytest.mark.slow  # inductor generates and builds C++: ~40 s idle, minutes on a loaded machine

@@ -97,9 +97,9 @@ class TrainConfig(Strict):
     compile: bool | Literal["auto"] = Field(
         "auto", description="torch.compile each decoder layer (inductor); auto = on where measured faster "
         "(adaptlab.train.speed.COMPILE_FASTER)")
-    activation_checkpointing: bool = Field(
+    activation_checkpointing: bool | Literal["alternate"] = Field(
         False, description="recompute each decoder layer's activations in backward: less memory on long "
-        "sequences, ~1/3 more compute")
+        "sequences, ~1/3 more compute; alternate = every other layer (about half the saving for half the cost)")
     dtype: str = Field("auto", description="auto | bf16 | fp16 | fp32: the compute dtype")
     device: str = "auto"
     parallel: Literal["auto", "ddp", "fsdp"] = Field(

@@ -6,7 +6,7 @@ flops. Attending per sequence costs sum L_i^2 and needs no mask: for three GSM8K
 a third. It is the same maths: every query attends to exactly the keys of its own sequence at or before it (the
 idea of FlashAttention's variable-length kernels, Dao 2023, arXiv:2307.08691). On CPU, short sequences take
 SDPA's matmul path (`backend_for`): PyTorch's CPU flash kernel costs about as much per token for a 128-token
-sequence as for a 512-token row.
+sequence as for a 512-token row; the bound is lower in bf16, where the matmul path keeps fp32 scores.
 
 The training objectives pass each row's sequence lengths (`Batch.segments`) as the `packed_segments` keyword;
 any other call (padded batches, generation with a KV cache) goes to transformers' SDPA unchanged.
@@ -22,7 +22,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "adaptlab_packed_sdpa"
-MATH_MAX = 256  # longest sequence attended by the matmul path on CPU (see `backend_for`)
+# longest sequence attended by SDPA's matmul path on CPU, per compute dtype (see `backend_for`)
+MATH_MAX = {torch.float32: 256, torch.bfloat16: 128, torch.float16: 128}
 
 
 def packed_sdpa(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
@@ -49,8 +50,12 @@ def packed_sdpa(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, at
 def backend_for(query: Tensor) -> list[SDPBackend]:
     """SDPA kernels for one sequence. On CPU the flash kernel's cost grows about linearly with the length down to
     short sequences (its backward has a large fixed part): up to `MATH_MAX` tokens the plain matmul path is
-    faster (1.5x for four 128-token sequences, fwd + bwd, 1 thread, measured on a loaded machine) and its [heads x L x L] scores stay small."""
-    if query.device.type == "cpu" and query.shape[2] <= MATH_MAX:
+    faster (fp32: 1.5x for four 128-token sequences, fwd + bwd, 1 thread, measured on a loaded machine) and its
+    [heads x L x L] scores stay small. In bf16 the matmul path upcasts q, k, v to fp32 (the key/value heads
+    repeated) and keeps fp32 scores for backward: 4.1 MB per 200-token sequence and layer at 9 heads of 64,
+    against the flash kernel's 0.6 MB (q, k, v, out, log-sum-exp), and it is no faster from about 200 tokens
+    (fwd + bwd, 1 thread: 8.5 ms against 7.1 ms at 256 tokens, 2.2 against 3.3 at 128)."""
+    if query.device.type == "cpu" and query.shape[2] <= MATH_MAX.get(query.dtype, 0):
         return [SDPBackend.MATH]
     return [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
 

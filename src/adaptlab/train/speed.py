@@ -11,9 +11,12 @@
 - packed attention (always, unless compiled): a packed row attends as one causal attention per sequence
   instead of one block-masked attention over the row (`train/attention.py`); compiled layers keep the mask,
   since per-sequence lengths would recompile them for every batch.
+- fused RMSNorm and SwiGLU (always, unless compiled, where inductor fuses them itself): the same maths with less
+  kept for backward and fewer passes (`train/fused.py`).
 - `activation_checkpointing`: each decoder layer keeps only its input and recomputes its activations in
   backward (Chen et al. 2016, arXiv:1604.06174): activation memory O(layers x tokens x hidden) instead of
-  O(layers x tokens x (hidden + intermediate + heads x tokens)), for about one more forward per step.
+  O(layers x tokens x (hidden + intermediate + heads x tokens)), for about one more forward per step;
+  `alternate` recomputes every other layer: about half the saving for half the extra forward.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 from adaptlab.methods.base import base_model_of
 from adaptlab.models.device import cpu_kind
 from adaptlab.train.attention import use_packed_attention
+from adaptlab.train.fused import fuse_model
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +79,20 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def enable_checkpointing(model: nn.Module) -> None:
-    """Recompute each decoder layer's activations in backward (non-reentrant: frozen inputs are fine)."""
+def enable_checkpointing(model: nn.Module, mode: bool | str = True) -> int:
+    """Recompute decoder layers' activations in backward (non-reentrant: frozen inputs are fine): every layer, or
+    with `mode="alternate"` every other one. Returns how many layers recompute."""
     inner = base_model_of(model)
     enable = getattr(inner, "activation_checkpointing_enable", None)
     if enable is not None:
         enable({"use_reentrant": False})
     else:  # transformers < 5
         inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = decoder_layers(model)
+    if mode == "alternate":
+        for layer in layers[1::2]:
+            layer.gradient_checkpointing = False
+    return sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in layers)
 
 
 def compile_layers(model: nn.Module) -> int:
@@ -93,17 +103,20 @@ def compile_layers(model: nn.Module) -> int:
     return len(layers)
 
 
-def apply_speed_settings(model: nn.Module, compile: bool | str, checkpointing: bool, device: torch.device) -> dict:
+def apply_speed_settings(model: nn.Module, compile: bool | str, checkpointing: bool | str,
+                         device: torch.device) -> dict:
     """Apply the run's compile / activation-checkpointing switches and packed attention; returns what was applied
     (for the manifest)."""
     compiled = want_compile(compile, device)
     packed = not compiled and use_packed_attention(model)
+    fused = {} if compiled else fuse_model(model)
     if checkpointing:
-        enable_checkpointing(model)
+        log.info("activation checkpointing: %d decoder layers recompute in backward",
+                 enable_checkpointing(model, checkpointing))
     if compiled:
         log.info("compiling %d decoder layers (torch.compile, inductor): the first step includes the compile time",
                  compile_layers(model))
-    return {"compiled": compiled, "activation_checkpointing": checkpointing, "packed_attention": packed}
+    return {"compiled": compiled, "activation_checkpointing": checkpointing, "packed_attention": packed, "fused": fused}
 
 
 def eta_message(step_seconds: float, steps_left: int, over_seconds: float = 180.0) -> str | None:
