@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from adaptlab.compare.planner import Speed, parse_budget, plan_steps, training_seconds
+from adaptlab.compare.planner import Speed, parse_budget, plan_steps, steps_for, training_seconds
 from adaptlab.compare.recipe import CompareConfig, TaskSpec
 from adaptlab.compare.stats import bootstrap, interval, overlap, pareto_front, wilson
 from adaptlab.compare.taskdata import exemplars, split, write_task
@@ -55,6 +55,11 @@ def test_plan_gives_equal_time_or_equal_tokens():
     assert plan_steps(speeds, 0.0, "time") == {"lora": 1, "full": 1, "tiny": 1}
     assert training_seconds(300, 100, [50, 50], margin=0.1) == pytest.approx(90)
     assert training_seconds(300, 290, [50]) == 0.0
+
+
+def test_a_cell_timing_itself_takes_the_steps_its_seconds_hold():
+    assert steps_for(20.0, 0.5, 3) == 40 and steps_for(20.0, 3.0, 3) == 6
+    assert steps_for(1.0, 2.0, 3) == 3 and steps_for(0.0, 0.0, 2) == 2     # never fewer than the least
 
 
 def _rows(n, prefix="s"):
