@@ -136,3 +136,17 @@ def test_report_says_when_the_budget_left_no_training_time():
     assert "budget was spent before training could start" in md and "| lora | 1 |" in md
     run["plan"]["training_s"] = 30.0
     assert "budget was spent" not in to_markdown(blocks(run, [_record("lora", "lora", 50.0, n=10)], []))
+
+
+def test_budget_table_shows_what_cells_that_timed_themselves_chose():
+    from adaptlab.compare.report import blocks, to_markdown
+
+    run = {"recipe": {"model": "m", "share": "time", "task": {"name": "t", "data": "d"}, "routes": [{"name": "lora"}]},
+           "budget_s": 60, "n_train": 10, "n_test": 10,
+           "plan": {"training_s": 30.0, "steps": {}, "speeds": {}, "train_s": {"lora": 30.0}}}
+    timed = {"route": "lora", "setup_s": 2.0, "step_s": 0.75, "tokens_per_step": 321.0}
+    md = to_markdown(blocks(run, [_record("lora", "lora", 50.0, n=10, steps=40, speed=timed)], []))
+    assert "| lora | 40 | 0.75 | 321 |" in md and "budget was spent" not in md
+    run["plan"]["training_s"] = 0.0
+    md = to_markdown(blocks(run, [_record("lora", "lora", 50.0, n=10, steps=3, speed=timed)], []))
+    assert "its timed steps and one more" in md and "| lora | 3 |" in md

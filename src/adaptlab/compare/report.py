@@ -85,9 +85,10 @@ def _starved(run: dict) -> str:
     plan = run.get("plan")
     if not plan or plan["training_s"] > 0:
         return ""
-    return (" **The budget was spent before training could start** (loading, evaluation, measurement and the "
-            "warm-up took it all), so every training route ran the minimum of one step: give a larger budget, "
-            "fewer routes or fewer test items.")
+    least = "one step" if plan.get("speeds") else "its timed steps and one more"   # warm-up plan, or cells timing
+    return (" **The budget was spent before training could start** (loading, evaluation and measurement took it "
+            f"all), so every training route ran its least: {least}: give a larger budget, fewer routes or fewer "
+            "test items.")
 
 
 def _budget_table(run: dict, summaries: dict[str, Summary]) -> Block:
