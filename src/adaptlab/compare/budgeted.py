@@ -38,7 +38,7 @@ class BudgetedTrainer(Trainer):
         start = time.perf_counter()
         try:
             super().setup()
-        except Exception as e:  # noqa: BLE001  (any failure to start is reported as the route's skip reason)
+        except Exception as e:  # any failure to start is reported as the route's skip reason
             raise SetupError(f"{type(e).__name__}: {e}") from e
         setup_s = time.perf_counter() - start
         timed_s, timed_tokens = 0.0, 0
