@@ -66,6 +66,11 @@ def test_pipeline_trains_every_arm_reports_and_reuses_them(tmp_path, tiny_dir):
     assert (out / "rlhf_vs_rlaif.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["steps"] == {"sft": 2, "reward-rlhf": 2, "rlhf": 1, "dpo": 1, "reward-rlaif": 2, "rlaif": 1,
                                 "reward-heldout": 2}
+    phases = {*STAGES, "sft-merged", "ai-labels", "answers", "heldout-judging"}
+    assert set(results["seconds"]) == phases and all(s["wall"] > 0 and s["cpu"] > 0 for s in results["seconds"].values())
+    assert "Seconds per phase" in report
+    for name in ("rlhf", "rlaif"):     # the policies' reward models, scored on the calibration pairs
+        assert 0 <= results["reward_accuracy"][name] <= 100
 
     # a rerun (through the CLI) trains nothing again and reports the same numbers
     stamp = (out / "rlhf" / "final" / "adaptlab.json").stat().st_mtime_ns
@@ -96,3 +101,4 @@ def test_budget_and_bad_recipes(tmp_path, tiny_dir):
     assert "set by the pipeline" in fails("sft.output_dir=elsewhere")
     assert "heldout_judge is reward-model or the http(s) URL" in fails("heldout_judge=gpt")
     assert "holds 30 preference pairs" in fails("split.train_pairs=100")
+    assert "holds 0 preference pairs of at most 40 characters (split.max_chars)" in fails("split.max_chars=40")

@@ -153,6 +153,12 @@ def compare_cmd(recipe: Path = typer.Argument(..., help="comparison recipe, e.g.
         table.add_row(LABELS[name], pct(row["win_rate"]), pct(row["harmless_rate"]), wins,
                       f"{paper['harmless']:.0f}%" if "harmless" in paper else "-")
     console.print(table)
+    seconds = results["seconds"]
+    total = {k: sum(v[k] for v in seconds.values()) for k in ("wall", "cpu")}
+    phases = Table("phase", "wall s", "CPU s", title="time per phase (a stage reused from an earlier run: ~0)")
+    for name, spent in [*seconds.items(), ("total", total)]:
+        phases.add_row(name, f"{spent['wall']:.0f}", f"{spent['cpu']:.0f}")
+    console.print(phases)
     console.print(f"report: {Path(cfg.output_dir) / 'report.md'} (chart rlhf_vs_rlaif.png, results.json)")
 
 

@@ -8,14 +8,16 @@ checkpoint, so a rerun only does what is missing. A folder trained from another 
 settings is refused rather than silently reused:
 
     sft            LoRA (or the recipe's method) on the train pairs' chosen answers; merged into sft-merged/
-    reward-rlhf    reward model on the train pairs (the human votes)
+    reward-rlhf    reward model on the train pairs (the human votes); its accuracy on the calibration pairs is
+                   reported (likewise reward-rlaif's: how well the AI labels teach the human preference)
     rlhf           RLOO from the SFT policy against reward-rlhf
     dpo            DPO from the SFT policy on the same pairs
     ai-labels      the same pairs relabelled by the AI judge (both orders, recipe's order rule; ties dropped)
     reward-rlaif   reward model on the AI labels;  rlaif: RLOO from SFT against it (or DPO on the AI labels)
     reward-heldout reward model on the held-out judge pairs: the held-out judge (feedback/policy_eval.py)
 
-Then every policy answers the evaluation prompts and feedback/policy_eval.py scores them.
+Then every policy answers the evaluation prompts and feedback/policy_eval.py scores them; results.json and
+report.md carry each phase's wall and CPU seconds (a stage skipped on a rerun counts ~0).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +46,43 @@ Event = Callable[[str], None]
 POLICIES = ("sft", "rlhf", "dpo", "rlaif")
 
 
+def pair_chars(r) -> int:
+    """A pair's size as every phase reads it: the prompt's transcript and the longer answer, in characters."""
+    return len(transcript(r.prompt)) + max(len(r.chosen), len(r.rejected))
+
+
 def split_pairs(cfg: ComparisonConfig) -> dict[str, list]:
-    """Disjoint slices of the recipe's pairs after a seeded shuffle: train, judge, calibration, eval."""
+    """Disjoint slices of the recipe's pairs after a seeded shuffle: train, judge, calibration, eval (pairs
+    longer than split.max_chars left out first)."""
     from adaptlab.data import load_records
     from adaptlab.data.records import Preference
 
-    records = [r for r in load_records(cfg.pairs) if isinstance(r, Preference)]
     s = cfg.split
+    records = [r for r in load_records(cfg.pairs) if isinstance(r, Preference)
+               and (s.max_chars is None or pair_chars(r) <= s.max_chars)]
     sizes = {"train": s.train_pairs, "judge": s.judge_pairs, "calibration": s.calibration_pairs, "eval": s.eval_prompts}
     if sum(sizes.values()) > len(records):
+        within = "" if s.max_chars is None else f" of at most {s.max_chars} characters (split.max_chars)"
         raise ValueError(f"split asks for {sum(sizes.values())} pairs but {cfg.pairs} holds {len(records)} "
-                         "preference pairs; lower split.*")
+                         f"preference pairs{within}; lower split.*")
     random.Random(cfg.seed).shuffle(records)
     out, start = {}, 0
     for name, n in sizes.items():
         out[name], start = records[start: start + n], start + n
     return out
+
+
+@contextmanager
+def timed(seconds: dict[str, dict[str, float]], name: str) -> Iterator[None]:
+    """Adds the block's wall and CPU seconds (all threads of this process) to seconds[name]: the per-phase split
+    in results.json and report.md. On a shared machine the CPU seconds are the steadier figure."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        spent = seconds.setdefault(name, {"wall": 0.0, "cpu": 0.0})
+        spent["wall"] += time.perf_counter() - wall
+        spent["cpu"] += time.process_time() - cpu
 
 
 def pair_row(r) -> dict:
@@ -160,17 +185,21 @@ def ai_labels(cfg: ComparisonConfig, human: Path, out: Path, event: Event) -> tu
 
 def run_arms(cfg: ComparisonConfig, event: Event = log.info) -> dict[str, Any]:
     """Train (or reuse) every stage; returns the policies (name -> (model, adapter or None)), the held-out
-    reward model, the data files, the steps of each stage and the AI judge's report."""
+    reward model, the data files, the steps and seconds of each stage and the AI judge's report."""
     out = Path(cfg.output_dir).resolve()
     files = write_data(cfg, out)
     steps: dict[str, int] = {}
+    seconds: dict[str, dict[str, float]] = {}
 
     def stage(name: str, section: dict[str, Any], model: str, objective: str, pairs: Path, eval_file: Path | None = None) -> Path:
         tc = stage_config(cfg, name, section, out, model=model, objective=objective, **data_keys(pairs, eval_file))
         steps[name] = tc.max_steps
-        return run_stage(tc, event)
+        with timed(seconds, name):
+            return run_stage(tc, event)
 
-    base = str(merge_once(stage("sft", cfg.sft, cfg.model, "sft", files["sft"]), out / "sft-merged", event))
+    sft = stage("sft", cfg.sft, cfg.model, "sft", files["sft"])
+    with timed(seconds, "sft-merged"):
+        base = str(merge_once(sft, out / "sft-merged", event))
 
     def rl(name: str, pairs: Path) -> Path:
         reward = stage(f"reward-{name}", cfg.reward, cfg.model, "reward", pairs, files["calibration"])
@@ -179,11 +208,19 @@ def run_arms(cfg: ComparisonConfig, event: Event = log.info) -> dict[str, Any]:
 
     policies = {"sft": (base, None), "rlhf": (base, rl("rlhf", files["human"])),
                 "dpo": (base, stage("dpo", cfg.dpo, base, "dpo", files["human"]))}
-    ai, judge_report = ai_labels(cfg, files["human"], out, event)
+    with timed(seconds, "ai-labels"):
+        ai, judge_report = ai_labels(cfg, files["human"], out, event)
     policies["rlaif"] = (base, rl("rlaif", ai) if cfg.rlaif_objective == "rloo" else stage("rlaif", cfg.dpo, base, "dpo", ai))
-    heldout = stage("reward-heldout", cfg.reward, cfg.model, "reward", files["judge"], files["calibration"])
+    # no eval file: its accuracy on the calibration pairs is scored once, with the policies (policy_eval.py)
+    heldout = stage("reward-heldout", cfg.reward, cfg.model, "reward", files["judge"])
     return {"out": out, "files": files, "policies": policies, "heldout_reward": heldout, "ai_judge": judge_report,
-            "steps": steps}
+            "steps": steps, "seconds": seconds}
+
+
+def eval_accuracy(stage_dir: Path) -> float | None:
+    """A reward stage's last pair accuracy on its eval file (the calibration pairs), percent."""
+    rows = [r for r in read_rows(stage_dir / "metrics.jsonl") if "eval_accuracy" in r]
+    return 100 * rows[-1]["eval_accuracy"] if rows else None
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -198,28 +235,32 @@ def run_comparison(cfg: ComparisonConfig, event: Event = log.info) -> dict[str, 
     from adaptlab.train.rewards import model_reward
 
     arms = run_arms(cfg, event)
-    out, files = arms["out"], arms["files"]
+    out, files, seconds = arms["out"], arms["files"], arms["seconds"]
     prompts = [r["prompt"] for r in read_rows(files["eval"])]
     said = {}
     for name, (model, adapter) in arms["policies"].items():
         event(f"answers: {name} answers {len(prompts)} held-out prompts")
-        said[name] = answers(model, str(adapter) if adapter else None, prompts, cfg.generation,
-                             out / "answers" / f"{name}.jsonl")
+        with timed(seconds, "answers"):
+            said[name] = answers(model, str(adapter) if adapter else None, prompts, cfg.generation,
+                                 out / "answers" / f"{name}.jsonl")
     judge = None
     if cfg.heldout_judge != "reward-model":
         def judge(name: str, policy: list[str]) -> list[float]:
             return endpoint_wins(cfg.heldout_judge, cfg.heldout_judge_model, cfg.criteria, prompts, policy,
                                  said["sft"], out / "heldout-judge" / f"{name}.verdicts")
     event("scoring: the held-out judge compares every policy with SFT")
-    evaluation = evaluate_policies(said, prompts, model_reward(str(arms["heldout_reward"])),
-                                   read_rows(files["calibration"]), judge)
+    with timed(seconds, "heldout-judging"):
+        evaluation = evaluate_policies(said, prompts, model_reward(str(arms["heldout_reward"])),
+                                       read_rows(files["calibration"]), judge)
     j = cfg.ai_judge
     results = {"model": cfg.model, "pairs": cfg.pairs, "criteria": cfg.criteria, "eval_prompts": len(prompts),
                "heldout_judge": ("a reward model trained on held-out human pairs (reward-heldout)"
                                  if judge is None else f"{cfg.heldout_judge}, both orders, FastChat rule"),
                "ai_judge_spec": f"{j.model} ({j.scoring} scoring, {j.order_rule} order rule)",
                "rlaif_objective": cfg.rlaif_objective, "steps": arms["steps"], "ai_judge": arms["ai_judge"],
-               "eval": evaluation}
+               "reward_accuracy": {name: eval_accuracy(out / f"reward-{name}") for name in ("rlhf", "rlaif")
+                                   if (out / f"reward-{name}").is_dir()},
+               "eval": evaluation, "seconds": {k: {t: round(s, 1) for t, s in v.items()} for k, v in seconds.items()}}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(markdown(results), encoding="utf-8")
     (out / "rlhf_vs_rlaif.png").write_bytes(chart(results))

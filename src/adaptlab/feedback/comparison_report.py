@@ -45,12 +45,16 @@ def markdown(results: dict) -> str:
     agree = "-" if j["agreement_with_ties"] is None else f"{100 * j['agreement_with_ties']:.1f}%"
     kappa = "-" if j["kappa"] is None else f"{j['kappa']:.3f}"
     lo, hi = ev["heldout_pair_interval"]
+    rm = ", ".join(f"{name} {'-' if acc is None else f'{acc:.1f}%'}" for name, acc in results["reward_accuracy"].items())
+    phases = ", ".join(f"{name} {s['wall']:.0f} / {s['cpu']:.0f}" for name, s in results["seconds"].items())
     lines += ["", (f"AI labeller: {results['ai_judge_spec']}; it decided {j['decided']} of {j['pairs']} train pairs "
               f"(dropping {j['ties']} tied), agreeing with the human label on {agree} of them (a tie counting as "
               f"disagreement), Cohen's kappa {kappa}, position flips {100 * j['flip_rate']:.1f}%."),
               (f"Held-out reward model: prefers the human-chosen answer on {ev['heldout_pair_accuracy']:.1f}% "
-              f"[{lo:.1f}, {hi:.1f}] of the calibration pairs."),
+              f"[{lo:.1f}, {hi:.1f}] of the calibration pairs; the policies' reward models on the same pairs (those "
+              f"that fit seq_len): {rm}."),
               f"Training steps per stage: {', '.join(f'{k} {v}' for k, v in results['steps'].items())}.",
+              f"Seconds per phase, wall / CPU (all threads): {phases}.",
               "", "![win and harmless rates](rlhf_vs_rlaif.png)", ""]
     return "\n".join(lines)
 

@@ -60,7 +60,8 @@ def rate(scores: Sequence[float]) -> dict[str, float]:
 
 
 def answers(model_ref: str, adapter: str | None, prompts: list, spec: GenerationSpec, path: Path) -> list[str]:
-    """The policy's answers to `prompts` (chat template), cached in `path` so a rerun does not regenerate."""
+    """The policy's answers to `prompts` (chat template, the adapter merged in), cached in `path` so a rerun does
+    not regenerate."""
     if path.exists():
         cached = [json.loads(line)["answer"] for line in path.read_text(encoding="utf-8").splitlines()]
         if len(cached) == len(prompts):
@@ -69,6 +70,11 @@ def answers(model_ref: str, adapter: str | None, prompts: list, spec: Generation
     from adaptlab.models.generation import generate
 
     model, tok = load_adapted(model_ref, adapter)
+    # answering only needs the adapted weights: folded in, each layer is one matmul instead of the base's plus the
+    # adapter's (fp32) ones, ~3x less CPU per decoded token on the builtin model, equal up to bf16 rounding
+    merge = getattr(model, "merge_and_unload", None)
+    if merge is not None:
+        model = merge()
     texts = [tok.apply_chat_template(p if isinstance(p, list) else [{"role": "user", "content": p}], tokenize=False,
                                      add_generation_prompt=True) if tok.chat_template else transcript(p) for p in prompts]
     out = [a.strip() for a in generate(model, tok, texts, max_new_tokens=spec.max_new_tokens,

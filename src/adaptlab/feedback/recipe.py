@@ -33,6 +33,9 @@ class SplitSpec(Strict):
     judge_pairs: int = Field(320, ge=4, description="the held-out judge's reward model trains on these")
     calibration_pairs: int = Field(96, ge=4, description="held-out judge accuracy and the harmless-rate threshold")
     eval_prompts: int = Field(64, ge=2, description="prompts every policy answers for the win and harmless rates")
+    max_chars: int | None = Field(None, ge=16, description="leave out pairs whose prompt transcript + longer answer "
+                                  "exceeds this many characters (~4 a token): long dialogues cost every phase, and "
+                                  "training skips those that fill seq_len anyway")
 
 
 class AIJudgeSpec(Strict):
