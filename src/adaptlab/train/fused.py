@@ -7,15 +7,15 @@ activations rounded to the input dtype before the weight):
     dL/dx = rstd * (g_hat - x_hat * mean(g_hat * x_hat)),   g_hat = w * dL/dy,     dL/dw = sum g * x_hat
 
 Autograd through transformers' module keeps an fp32 copy of `x` per norm (2x the bf16 residual stream); the
-fused version keeps `x` in its own dtype and one fp32 `rstd` per token, and runs backward in four passes
-instead of about ten.
+fused version keeps `x` in its own dtype and one fp32 `rstd` per token (builtin model, reward step of 4 x 256
+tokens: 135 MB of fp32 copies become 68 MB), at the same speed.
 
 SwiGLU MLP (Shazeer 2020, arXiv:2002.05202):  down(silu(gate(x)) * up(x)),  silu(a) = a sigmoid(a):
 
     d/d up   = g * silu(a),     d/d a = g * up * s (1 + a (1 - s)),   s = sigmoid(a)
 
 Autograd keeps gate(x), up(x) and silu(gate(x)); the fused product keeps the first two and recomputes the
-sigmoid in backward: one [tokens x intermediate] activation less per layer.
+sigmoid in backward: one [tokens x intermediate] activation less per layer (90 MB in that step).
 
 `fuse_model` swaps these in for the forward of every matching module (a `*RMSNorm` with `weight` and
 `variance_epsilon`; an MLP with `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`), adapter-wrapped
