@@ -220,7 +220,6 @@ CELL_KINDS: dict[str, Callable[[dict, Emit], dict]] = {"prompt": run_prompt, "ra
                                                        "warmup": run_warmup}
 
 
-
 def run_spec(spec_path: str, conn) -> None:
     """Run the cell described by the JSON file `spec_path`; events go to `conn.send`."""
     err = open(Path(spec_path).with_name("stderr.log"), "w", encoding="utf-8")  # noqa: SIM115  (lives as long as the process)

@@ -8,16 +8,14 @@ already stored, so a vote acknowledged to the browser is there exactly once, eve
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import sqlite3
-import tempfile
 import threading
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from adaptlab import atomic
 from adaptlab.feedback.agreement import cohen_kappa
 
 CHOICES = ("A", "B", "tie", "both_bad")
@@ -182,17 +180,7 @@ def _pair(row: sqlite3.Row) -> Pair:
 
 def write_jsonl(rows: list[dict], out: str | Path) -> Path:
     """Write rows to `out` atomically (temporary file renamed into place)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic.write_jsonl(out, rows)
 
 
 def export_preferences(store: FeedbackStore, out: str | Path) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
+
+from adaptlab.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,7 @@ def keep_steps_up_to(path: Path, start_step: int) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if (step := _step(line)) is not None and step <= start_step]
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 class JsonlLogger:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from adaptlab.atomic import write_text
 from adaptlab.models.device import total_memory_mb
 
 LIBRARIES = ["adaptlab", "torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "trl",
@@ -92,8 +93,5 @@ def write_manifest(path: Path, *, config: dict, seed: int, data_hashes: dict[str
                  "world_size": world_size, "config_changed": _as_json(config) != manifest.get("config"),
                  "data_changed": data_hashes != manifest.get("data_sha256")}
         manifest = {**manifest, "resumed_from_step": step, "resumes": [*manifest.get("resumes", []), entry]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(manifest, indent=2, default=str))
     return manifest
